@@ -1,0 +1,43 @@
+//! The `modelmux` command-line tool: inspect the machine, the catalog and the models.
+
+mod doctor;
+mod models;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Use many ML models through one model manager, on scarce GPU memory.
+#[derive(Debug, Parser)]
+#[command(name = "modelmux", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that ONNX Runtime loads, which execution providers work, and which devices exist.
+    Doctor(doctor::Args),
+    /// Inspect and check the model catalog.
+    #[command(subcommand)]
+    Models(models::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Doctor(args) => doctor::run(&args),
+        Command::Models(command) => models::run(&command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

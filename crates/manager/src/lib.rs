@@ -1,0 +1,1 @@
+//! `modelmux`: the ModelManager facade that applications depend on.

@@ -1,0 +1,1 @@
+//! The model catalog: `models.yaml`, export manifests and compatibility checks.

@@ -1,0 +1,1 @@
+//! Devices, the memory ledger, the footprint estimator, placement and the swap policy.
