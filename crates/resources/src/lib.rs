@@ -1,1 +1,25 @@
 //! Devices, the memory ledger, the footprint estimator, placement and the swap policy.
+//!
+//! The crate knows nothing about ONNX Runtime: the manager tells it what happened (a load
+//! started, finished with a measured footprint, failed; a model was unloaded) and asks it what
+//! to do (where to place a model, what to evict). The policy core is pure and takes time from
+//! an injectable [`Clock`]; the only outside world it touches is NVML (loaded lazily) and the
+//! OS's memory figures, both behind [`DeviceProbe`].
+
+mod clock;
+mod device;
+mod simulated;
+mod survey;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use device::{
+    DeviceId, DeviceKind, DeviceProbe, HostMemoryProbe, MemoryReading, NvmlGpu, ReadingUnavailable,
+    nvml, nvml_gpus,
+};
+pub use simulated::{ScriptedLoad, ScriptedOutcome, SimulatedDevice, SimulatedLoadError};
+pub use survey::{
+    GpuReading, HostMemory, MigInstanceReading, MigSurvey, NvmlSurvey, Survey, survey,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,3 @@
+//! Unit tests, one module per part of the crate.
+
+mod devices;
