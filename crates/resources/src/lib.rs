@@ -8,6 +8,8 @@
 
 mod clock;
 mod device;
+mod gate;
+mod ledger;
 mod simulated;
 mod survey;
 
@@ -15,6 +17,11 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{
     DeviceId, DeviceKind, DeviceProbe, HostMemoryProbe, MemoryReading, NvmlGpu, ReadingUnavailable,
     nvml, nvml_gpus,
+};
+pub use gate::{DeltaError, GateError, LoadGate, LoadPermit};
+pub use ledger::{
+    CommitReport, ForeignToken, LedgerError, LedgerSnapshot, MemoryLedger, ModelKey,
+    PendingRelease, ReleaseOutcome, ReleaseReport, Reservation, VerifySchedule,
 };
 pub use simulated::{ScriptedLoad, ScriptedOutcome, SimulatedDevice, SimulatedLoadError};
 pub use survey::{

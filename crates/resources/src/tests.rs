@@ -1,3 +1,4 @@
 //! Unit tests, one module per part of the crate.
 
 mod devices;
+mod ledger;
