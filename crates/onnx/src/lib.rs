@@ -7,7 +7,10 @@
 //! named below are decoded, everything else (including multi-gigabyte `raw_data` payloads) is
 //! skipped by seeking, so reading the header of a 2 GB UNet costs a few kilobytes of I/O.
 
+mod limits;
 mod wire;
+
+pub use crate::limits::{OnnxLimits, limits_for_runtime};
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
