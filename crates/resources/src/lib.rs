@@ -8,6 +8,7 @@
 
 mod clock;
 mod device;
+mod estimator;
 mod gate;
 mod ledger;
 mod simulated;
@@ -17,6 +18,10 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{
     DeviceId, DeviceKind, DeviceProbe, HostMemoryProbe, MemoryReading, NvmlGpu, ReadingUnavailable,
     nvml, nvml_gpus,
+};
+pub use estimator::{
+    EstimatorError, Footprint, FootprintEstimator, FootprintKey, FootprintSource, Provider,
+    ProviderFactors, UnknownProvider,
 };
 pub use gate::{DeltaError, GateError, LoadGate, LoadPermit};
 pub use ledger::{

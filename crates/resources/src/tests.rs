@@ -1,4 +1,5 @@
 //! Unit tests, one module per part of the crate.
 
 mod devices;
+mod estimator;
 mod ledger;

@@ -121,17 +121,24 @@ fn a_token_given_to_the_wrong_ledger_comes_back_unused() {
     assert_eq!(a.committed_bytes(&"m".into()), Some(100));
 }
 
-#[test]
-fn verified_release_waits_for_lagging_memory() {
+/// A 1000-byte device on which model "a" of `bytes` was loaded and then released (not yet verified).
+fn loaded_then_released(
+    bytes: u64,
+) -> (SimulatedDevice, ManualClock, MemoryLedger, PendingRelease) {
     let device = SimulatedDevice::gpu("GPU-sim-0", 1000);
-    let clock = ManualClock::default();
     let mut ledger = MemoryLedger::new(gpu(), 1000, 0);
-    let r = ledger.reserve("a".into(), 400).unwrap();
-    device.allocate(400);
-    ledger.commit(r, 400).unwrap();
+    let r = ledger.reserve("a".into(), bytes).unwrap();
+    device.allocate(bytes);
+    ledger.commit(r, bytes).unwrap();
     let pending = ledger
         .release(&"a".into(), Some(device.read().unwrap()))
         .unwrap();
+    (device, ManualClock::default(), ledger, pending)
+}
+
+#[test]
+fn verified_release_waits_for_lagging_memory() {
+    let (device, clock, mut ledger, pending) = loaded_then_released(400);
     device.free_lagging(400, 3);
     let report = ledger
         .verify_release(pending, &device, &clock, &VerifySchedule::default())
@@ -145,15 +152,7 @@ fn verified_release_waits_for_lagging_memory() {
 
 #[test]
 fn memory_that_never_comes_back_is_recorded_and_forgiven_when_it_does() {
-    let device = SimulatedDevice::gpu("GPU-sim-0", 1000);
-    let clock = ManualClock::default();
-    let mut ledger = MemoryLedger::new(gpu(), 1000, 0);
-    let r = ledger.reserve("a".into(), 400).unwrap();
-    device.allocate(400);
-    ledger.commit(r, 400).unwrap();
-    let pending = ledger
-        .release(&"a".into(), Some(device.read().unwrap()))
-        .unwrap();
+    let (device, clock, mut ledger, pending) = loaded_then_released(400);
     // The session frees only 100 bytes; the arena keeps the rest.
     device.free(100);
     let schedule = VerifySchedule {
@@ -179,20 +178,14 @@ fn memory_that_never_comes_back_is_recorded_and_forgiven_when_it_does() {
 
 #[test]
 fn release_on_an_unreadable_device_is_unverifiable_not_invented() {
-    let device = SimulatedDevice::gpu("GPU-sim-0", 1000);
-    let mut ledger = MemoryLedger::new(gpu(), 1000, 0);
-    let r = ledger.reserve("a".into(), 400).unwrap();
-    ledger.commit(r, 400).unwrap();
-    let pending = ledger
-        .release(&"a".into(), Some(device.read().unwrap()))
-        .unwrap();
+    let (device, clock, mut ledger, pending) = loaded_then_released(400);
     device.fail_next_reads(100, "NVML: insufficient permissions");
     let schedule = VerifySchedule {
         attempts: 3,
         ..VerifySchedule::default()
     };
     let report = ledger
-        .verify_release(pending, &device, &ManualClock::default(), &schedule)
+        .verify_release(pending, &device, &clock, &schedule)
         .unwrap();
     assert_eq!(
         report.outcome,
