@@ -109,20 +109,38 @@ pub enum LedgerError {
     },
 }
 
-/// A token handed to a reservation or release that was given to the wrong ledger; the token
-/// comes back so that it can be given to the right one.
-#[derive(Debug, thiserror::Error)]
-#[error("this token for {model} belongs to device {token_device}, not {ledger_device}")]
-pub struct ForeignToken<T: fmt::Debug> {
+/// A reservation or release given to a ledger that did not issue it; the token comes back
+/// unused so that it can be given to the right one.
+#[derive(Debug)]
+pub struct ForeignToken<T: LedgerToken> {
     /// The token, returned unused.
     pub token: T,
-    /// The model it is for.
-    pub model: ModelKey,
-    /// The device that issued it.
-    pub token_device: DeviceId,
     /// The ledger it was given to.
     pub ledger_device: DeviceId,
 }
+
+/// What [`Reservation`] and [`PendingRelease`] have in common: the model and the device
+/// whose ledger issued them.
+pub trait LedgerToken: fmt::Debug {
+    /// The model the token is for.
+    fn model(&self) -> &ModelKey;
+    /// The device whose ledger issued it.
+    fn device(&self) -> &DeviceId;
+}
+
+impl<T: LedgerToken> fmt::Display for ForeignToken<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "this token for {} belongs to device {}, not {}",
+            self.token.model(),
+            self.token.device(),
+            self.ledger_device
+        )
+    }
+}
+
+impl<T: LedgerToken> std::error::Error for ForeignToken<T> {}
 
 /// Memory held for a load in flight; commit it with the measured footprint or abort it.
 ///
@@ -137,17 +155,17 @@ pub struct Reservation {
     overhead_bytes: u64,
 }
 
-impl Reservation {
-    /// The model being loaded.
-    pub fn model(&self) -> &ModelKey {
+impl LedgerToken for Reservation {
+    fn model(&self) -> &ModelKey {
         &self.model
     }
 
-    /// The device it is loaded on.
-    pub fn device(&self) -> &DeviceId {
+    fn device(&self) -> &DeviceId {
         &self.device
     }
+}
 
+impl Reservation {
     /// Bytes reserved for the model itself.
     pub fn model_bytes(&self) -> u64 {
         self.model_bytes
@@ -188,12 +206,17 @@ pub struct PendingRelease {
     used_before: Option<u64>,
 }
 
-impl PendingRelease {
-    /// The model released.
-    pub fn model(&self) -> &ModelKey {
+impl LedgerToken for PendingRelease {
+    fn model(&self) -> &ModelKey {
         &self.model
     }
 
+    fn device(&self) -> &DeviceId {
+        &self.device
+    }
+}
+
+impl PendingRelease {
     /// Its committed footprint.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -478,8 +501,6 @@ impl MemoryLedger {
             Ok(reservation)
         } else {
             Err(ForeignToken {
-                model: reservation.model.clone(),
-                token_device: reservation.device.clone(),
                 ledger_device: self.device.clone(),
                 token: reservation,
             })
@@ -580,8 +601,6 @@ impl MemoryLedger {
             .is_some_and(|(model, _)| *model == pending.model);
         if pending.device != self.device || !known {
             return Err(ForeignToken {
-                model: pending.model.clone(),
-                token_device: pending.device.clone(),
                 ledger_device: self.device.clone(),
                 token: pending,
             });

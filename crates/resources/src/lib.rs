@@ -25,7 +25,7 @@ pub use estimator::{
 };
 pub use gate::{DeltaError, GateError, LoadGate, LoadPermit};
 pub use ledger::{
-    CommitReport, ForeignToken, LedgerError, LedgerSnapshot, MemoryLedger, ModelKey,
+    CommitReport, ForeignToken, LedgerError, LedgerSnapshot, LedgerToken, MemoryLedger, ModelKey,
     PendingRelease, ReleaseOutcome, ReleaseReport, Reservation, VerifySchedule,
 };
 pub use simulated::{ScriptedLoad, ScriptedOutcome, SimulatedDevice, SimulatedLoadError};
