@@ -11,6 +11,7 @@ mod device;
 mod estimator;
 mod gate;
 mod ledger;
+mod placement;
 mod simulated;
 mod survey;
 
@@ -27,6 +28,10 @@ pub use gate::{DeltaError, GateError, LoadGate, LoadPermit};
 pub use ledger::{
     CommitReport, ForeignToken, LedgerError, LedgerSnapshot, LedgerToken, MemoryLedger, ModelKey,
     PendingRelease, ReleaseOutcome, ReleaseReport, Reservation, VerifySchedule,
+};
+pub use placement::{
+    CpuFallback, DeviceCandidate, DeviceRequest, ParseDeviceError, Placement, PlacementError,
+    PlacementRequest, RejectedOption, place,
 };
 pub use simulated::{ScriptedLoad, ScriptedOutcome, SimulatedDevice, SimulatedLoadError};
 pub use survey::{

@@ -3,3 +3,4 @@
 mod devices;
 mod estimator;
 mod ledger;
+mod placement;

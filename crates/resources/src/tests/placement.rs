@@ -1,0 +1,232 @@
+//! Placement: device strings, provider lists, best fit, and never landing where the model may not run.
+
+use crate::*;
+
+fn gpu(uuid: &str, ordinal: u32, available: u64, evictable: u64) -> DeviceCandidate {
+    DeviceCandidate {
+        id: DeviceId::Gpu(uuid.into()),
+        cuda_ordinal: Some(ordinal),
+        available_bytes: available,
+        evictable_bytes: evictable,
+    }
+}
+
+fn host(available: u64) -> DeviceCandidate {
+    DeviceCandidate {
+        id: DeviceId::Host,
+        cuda_ordinal: None,
+        available_bytes: available,
+        evictable_bytes: 0,
+    }
+}
+
+fn request(
+    device: &str,
+    providers: &[(Provider, u64)],
+    cpu_fallback: CpuFallback,
+) -> PlacementRequest {
+    PlacementRequest {
+        model: "unet".into(),
+        device: device.parse().unwrap(),
+        providers: providers.to_vec(),
+        cpu_fallback,
+    }
+}
+
+#[test]
+fn device_strings_parse_with_typed_errors() {
+    let cases = [
+        ("auto", Ok(DeviceRequest::Auto)),
+        (" CPU ", Ok(DeviceRequest::Cpu)),
+        ("cuda", Ok(DeviceRequest::AnyGpu)),
+        ("cuda:1", Ok(DeviceRequest::CudaOrdinal(1))),
+        (
+            "GPU-5b3c1f2e-9a7d-4c1e-8f00-0123456789ab",
+            Ok(DeviceRequest::Uuid(
+                "GPU-5b3c1f2e-9a7d-4c1e-8f00-0123456789ab".into(),
+            )),
+        ),
+        ("MIG-1a2b", Ok(DeviceRequest::Uuid("MIG-1a2b".into()))),
+        ("", Err(ParseDeviceError::Empty)),
+        (
+            "cuda:x",
+            Err(ParseDeviceError::BadOrdinal {
+                input: "cuda:x".into(),
+            }),
+        ),
+        (
+            "cuda:-1",
+            Err(ParseDeviceError::BadOrdinal {
+                input: "cuda:-1".into(),
+            }),
+        ),
+        (
+            "tpu:0",
+            Err(ParseDeviceError::Unrecognised {
+                input: "tpu:0".into(),
+            }),
+        ),
+        (
+            "GPU-",
+            Err(ParseDeviceError::Unrecognised {
+                input: "GPU-".into(),
+            }),
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(input.parse::<DeviceRequest>(), expected, "{input:?}");
+    }
+    for text in ["auto", "cpu", "cuda", "cuda:3", "GPU-ab"] {
+        assert_eq!(text.parse::<DeviceRequest>().unwrap().to_string(), text);
+    }
+}
+
+#[test]
+fn auto_prefers_the_first_provider_and_the_best_fit() {
+    let devices = [
+        gpu("GPU-a", 0, 10_000, 0),
+        gpu("GPU-b", 1, 3_000, 0),
+        host(100_000),
+    ];
+    let placed = place(
+        &request(
+            "auto",
+            &[(Provider::Cuda, 2_000)],
+            CpuFallback::Allowed { bytes: 1_000 },
+        ),
+        &devices,
+    )
+    .unwrap();
+    assert_eq!(
+        placed,
+        Placement {
+            device: DeviceId::Gpu("GPU-b".into()),
+            provider: Provider::Cuda,
+            bytes: 2_000,
+            evict_bytes: 0
+        }
+    );
+}
+
+#[test]
+fn a_preferred_gpu_that_needs_eviction_beats_the_cpu_fallback() {
+    let devices = [gpu("GPU-a", 0, 1_000, 5_000), host(100_000)];
+    let placed = place(
+        &request(
+            "auto",
+            &[(Provider::Cuda, 4_000)],
+            CpuFallback::Allowed { bytes: 3_000 },
+        ),
+        &devices,
+    )
+    .unwrap();
+    assert_eq!(
+        (placed.provider, placed.evict_bytes),
+        (Provider::Cuda, 3_000)
+    );
+    // When even eviction cannot make room on the GPU, the CPU fallback is used.
+    let devices = [gpu("GPU-a", 0, 1_000, 1_000), host(100_000)];
+    let placed = place(
+        &request(
+            "auto",
+            &[(Provider::Cuda, 4_000)],
+            CpuFallback::Allowed { bytes: 3_000 },
+        ),
+        &devices,
+    )
+    .unwrap();
+    assert_eq!(
+        (placed.device, placed.provider),
+        (DeviceId::Host, Provider::Cpu)
+    );
+}
+
+#[test]
+fn cpu_only_models_never_go_to_a_gpu() {
+    let devices = [gpu("GPU-a", 0, 1 << 40, 0), host(1_000)];
+    let placed = place(
+        &request("auto", &[(Provider::Cpu, 500)], CpuFallback::Forbidden),
+        &devices,
+    )
+    .unwrap();
+    assert_eq!(placed.device, DeviceId::Host);
+    let error = place(
+        &request("cuda:0", &[(Provider::Cpu, 500)], CpuFallback::Forbidden),
+        &devices,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, PlacementError::NotAllowed { .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn gpu_models_without_fallback_never_land_on_the_cpu() {
+    let devices = [gpu("GPU-a", 0, 1_000, 0), host(1 << 40)];
+    let error = place(
+        &request("auto", &[(Provider::Cuda, 4_000)], CpuFallback::Forbidden),
+        &devices,
+    )
+    .unwrap_err();
+    let PlacementError::NoRoom { rejected, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].device, DeviceId::Gpu("GPU-a".into()));
+    assert!(
+        error
+            .to_string()
+            .contains("needs 4000 bytes, 1000 available, 0 evictable"),
+        "{error}"
+    );
+    let error = place(
+        &request("cpu", &[(Provider::Cuda, 4_000)], CpuFallback::Forbidden),
+        &devices,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, PlacementError::NotAllowed { .. }),
+        "{error}"
+    );
+    // No GPU at all: still not the CPU.
+    let error = place(
+        &request("auto", &[(Provider::Cuda, 4_000)], CpuFallback::Forbidden),
+        &[host(1 << 40)],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, PlacementError::NoRoom { ref rejected, .. } if rejected.is_empty()),
+        "{error}"
+    );
+}
+
+#[test]
+fn explicit_devices_are_honoured_or_named_as_missing() {
+    let devices = [gpu("GPU-a", 0, 10_000, 0), gpu("GPU-b", 1, 3_000, 0)];
+    let providers = [(Provider::TensorRt, 2_500), (Provider::Cuda, 2_000)];
+    let placed = place(
+        &request("cuda:0", &providers, CpuFallback::Forbidden),
+        &devices,
+    )
+    .unwrap();
+    assert_eq!(
+        (placed.device, placed.provider),
+        (DeviceId::Gpu("GPU-a".into()), Provider::TensorRt)
+    );
+    let placed = place(
+        &request("GPU-b", &providers, CpuFallback::Forbidden),
+        &devices,
+    )
+    .unwrap();
+    assert_eq!(placed.device, DeviceId::Gpu("GPU-b".into()));
+    let error = place(
+        &request("cuda:7", &providers, CpuFallback::Forbidden),
+        &devices,
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unet: no device cuda:7 (devices: GPU-a, GPU-b)"
+    );
+}
