@@ -335,7 +335,12 @@ proptest! {
                     let model = r.model().clone();
                     device.allocate(measured);
                     let report = ledger.commit(r, measured).unwrap();
-                    prop_assert_eq!(report.over_budget_bytes, 0);
+                    // Over budget only because other processes grew after the reservation.
+                    let after = ledger.snapshot();
+                    prop_assert_eq!(
+                        report.over_budget_bytes,
+                        (counted(&after) + after.external_bytes).saturating_sub(BUDGET)
+                    );
                     released_and_not_reloaded.remove(&model);
                 }
                 Op::Abort { pick } if !reservations.is_empty() => {

@@ -20,6 +20,15 @@ fn host(available: u64) -> DeviceCandidate {
     }
 }
 
+fn try_place(
+    device: &str,
+    providers: &[(Provider, u64)],
+    cpu_fallback: CpuFallback,
+    devices: &[DeviceCandidate],
+) -> Result<Placement, PlacementError> {
+    place(&request(device, providers, cpu_fallback), devices)
+}
+
 fn request(
     device: &str,
     providers: &[(Provider, u64)],
@@ -88,12 +97,10 @@ fn auto_prefers_the_first_provider_and_the_best_fit() {
         gpu("GPU-b", 1, 3_000, 0),
         host(100_000),
     ];
-    let placed = place(
-        &request(
-            "auto",
-            &[(Provider::Cuda, 2_000)],
-            CpuFallback::Allowed { bytes: 1_000 },
-        ),
+    let placed = try_place(
+        "auto",
+        &[(Provider::Cuda, 2_000)],
+        CpuFallback::Allowed { bytes: 1_000 },
         &devices,
     )
     .unwrap();
@@ -111,12 +118,10 @@ fn auto_prefers_the_first_provider_and_the_best_fit() {
 #[test]
 fn a_preferred_gpu_that_needs_eviction_beats_the_cpu_fallback() {
     let devices = [gpu("GPU-a", 0, 1_000, 5_000), host(100_000)];
-    let placed = place(
-        &request(
-            "auto",
-            &[(Provider::Cuda, 4_000)],
-            CpuFallback::Allowed { bytes: 3_000 },
-        ),
+    let placed = try_place(
+        "auto",
+        &[(Provider::Cuda, 4_000)],
+        CpuFallback::Allowed { bytes: 3_000 },
         &devices,
     )
     .unwrap();
@@ -126,12 +131,10 @@ fn a_preferred_gpu_that_needs_eviction_beats_the_cpu_fallback() {
     );
     // When even eviction cannot make room on the GPU, the CPU fallback is used.
     let devices = [gpu("GPU-a", 0, 1_000, 1_000), host(100_000)];
-    let placed = place(
-        &request(
-            "auto",
-            &[(Provider::Cuda, 4_000)],
-            CpuFallback::Allowed { bytes: 3_000 },
-        ),
+    let placed = try_place(
+        "auto",
+        &[(Provider::Cuda, 4_000)],
+        CpuFallback::Allowed { bytes: 3_000 },
         &devices,
     )
     .unwrap();
@@ -144,14 +147,18 @@ fn a_preferred_gpu_that_needs_eviction_beats_the_cpu_fallback() {
 #[test]
 fn cpu_only_models_never_go_to_a_gpu() {
     let devices = [gpu("GPU-a", 0, 1 << 40, 0), host(1_000)];
-    let placed = place(
-        &request("auto", &[(Provider::Cpu, 500)], CpuFallback::Forbidden),
+    let placed = try_place(
+        "auto",
+        &[(Provider::Cpu, 500)],
+        CpuFallback::Forbidden,
         &devices,
     )
     .unwrap();
     assert_eq!(placed.device, DeviceId::Host);
-    let error = place(
-        &request("cuda:0", &[(Provider::Cpu, 500)], CpuFallback::Forbidden),
+    let error = try_place(
+        "cuda:0",
+        &[(Provider::Cpu, 500)],
+        CpuFallback::Forbidden,
         &devices,
     )
     .unwrap_err();
@@ -164,8 +171,10 @@ fn cpu_only_models_never_go_to_a_gpu() {
 #[test]
 fn gpu_models_without_fallback_never_land_on_the_cpu() {
     let devices = [gpu("GPU-a", 0, 1_000, 0), host(1 << 40)];
-    let error = place(
-        &request("auto", &[(Provider::Cuda, 4_000)], CpuFallback::Forbidden),
+    let error = try_place(
+        "auto",
+        &[(Provider::Cuda, 4_000)],
+        CpuFallback::Forbidden,
         &devices,
     )
     .unwrap_err();
@@ -180,8 +189,10 @@ fn gpu_models_without_fallback_never_land_on_the_cpu() {
             .contains("needs 4000 bytes, 1000 available, 0 evictable"),
         "{error}"
     );
-    let error = place(
-        &request("cpu", &[(Provider::Cuda, 4_000)], CpuFallback::Forbidden),
+    let error = try_place(
+        "cpu",
+        &[(Provider::Cuda, 4_000)],
+        CpuFallback::Forbidden,
         &devices,
     )
     .unwrap_err();
@@ -190,8 +201,10 @@ fn gpu_models_without_fallback_never_land_on_the_cpu() {
         "{error}"
     );
     // No GPU at all: still not the CPU.
-    let error = place(
-        &request("auto", &[(Provider::Cuda, 4_000)], CpuFallback::Forbidden),
+    let error = try_place(
+        "auto",
+        &[(Provider::Cuda, 4_000)],
+        CpuFallback::Forbidden,
         &[host(1 << 40)],
     )
     .unwrap_err();
@@ -205,26 +218,14 @@ fn gpu_models_without_fallback_never_land_on_the_cpu() {
 fn explicit_devices_are_honoured_or_named_as_missing() {
     let devices = [gpu("GPU-a", 0, 10_000, 0), gpu("GPU-b", 1, 3_000, 0)];
     let providers = [(Provider::TensorRt, 2_500), (Provider::Cuda, 2_000)];
-    let placed = place(
-        &request("cuda:0", &providers, CpuFallback::Forbidden),
-        &devices,
-    )
-    .unwrap();
+    let placed = try_place("cuda:0", &providers, CpuFallback::Forbidden, &devices).unwrap();
     assert_eq!(
         (placed.device, placed.provider),
         (DeviceId::Gpu("GPU-a".into()), Provider::TensorRt)
     );
-    let placed = place(
-        &request("GPU-b", &providers, CpuFallback::Forbidden),
-        &devices,
-    )
-    .unwrap();
+    let placed = try_place("GPU-b", &providers, CpuFallback::Forbidden, &devices).unwrap();
     assert_eq!(placed.device, DeviceId::Gpu("GPU-b".into()));
-    let error = place(
-        &request("cuda:7", &providers, CpuFallback::Forbidden),
-        &devices,
-    )
-    .unwrap_err();
+    let error = try_place("cuda:7", &providers, CpuFallback::Forbidden, &devices).unwrap_err();
     assert_eq!(
         error.to_string(),
         "unet: no device cuda:7 (devices: GPU-a, GPU-b)"
