@@ -1,1 +1,3 @@
 //! One integration-test binary: every suite is a module here.
+
+mod runtime;

@@ -1,2 +1,63 @@
 //! See <https://github.com/matklad/cargo-xtask/>: project automation, run as `cargo xtask <task>`.
-fn main() {}
+//!
+//! Every set-up step the project needs is here, so a fresh machine needs only cargo and python3:
+//! `cargo xtask test` installs what the tests need (ONNX Runtime, the fixture environment) and
+//! reuses it from the cache folder on later runs.
+
+mod fixtures;
+mod python;
+mod schema;
+mod setup;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  setup [--gpu]   fetch ONNX Runtime 1.31.1 (CPU, or CUDA/TensorRT with --gpu) into the cache folder
+  fixtures        build the ONNX test fixtures into target/modelmux-fixtures
+  test            set up everything the tests need, then run the whole test suite
+  schema          regenerate crates/registry/catalog.schema.json from the catalog types
+";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    let flags: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match args.first().map(String::as_str) {
+        Some("setup") => setup::run(flags.contains(&"--gpu")).map(drop),
+        Some("fixtures") => fixtures::run(&root).map(drop),
+        Some("test") => test::run(&root, &flags),
+        Some("schema") => schema::run(&root),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root: xtask's manifest folder's parent.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs `command`, failing with the command line when it does not succeed.
+fn run_command(command: &mut Command) -> anyhow::Result<()> {
+    let line = format!("{command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed with {status}");
+    }
+    Ok(())
+}

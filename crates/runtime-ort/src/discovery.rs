@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 /// File name of the library inside the folder `cargo xtask setup` fills.
-pub(crate) const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
+pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
 
 /// Where a candidate library path came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,13 +53,13 @@ impl LoadAttempt {
 /// It lives outside the repository so every clone and CI run reuses one download.
 pub fn setup_dir(gpu: bool) -> PathBuf {
     let flavour = if gpu { "gpu" } else { "cpu" };
-    cache_root()
+    cache_dir()
         .join("onnxruntime")
         .join(format!("{}-{flavour}", crate::ONNXRUNTIME_VERSION))
 }
 
 /// The cache folder shared by everything modelmux installs outside the repository.
-pub(crate) fn cache_root() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     let var = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())

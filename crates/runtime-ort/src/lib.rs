@@ -21,7 +21,7 @@ mod spec;
 mod tensor;
 mod worker;
 
-pub use crate::discovery::{LibrarySource, LoadAttempt, setup_dir};
+pub use crate::discovery::{LIBRARY_FILE, LibrarySource, LoadAttempt, cache_dir, setup_dir};
 pub use crate::error::{InputMismatch, RuntimeError};
 pub use crate::info::{Dim, ModelInfo, TensorInfo};
 pub use crate::runtime::{ProviderProbe, Runtime};

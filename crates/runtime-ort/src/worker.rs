@@ -187,9 +187,10 @@ fn serve(
             Ok(options) => run_once(name, &mut session, info, job.inputs, options),
             Err(e) => Err(RuntimeError::Ort(ort::Error::new(e.to_string()))),
         };
+        // Counted down before replying, so a caller that has its answer sees the count without it.
+        in_flight.fetch_sub(1, Ordering::Relaxed);
         // The caller may have gone away (a cancelled future); its result is then dropped.
         let _ = job.reply.send(result);
-        in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,54 @@
+//! Pinned Python environments, cached outside the repository and keyed by their lock file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::run_command;
+
+/// The Python used to create environments and run pip: `$MODELMUX_PYTHON`, else `python3`.
+pub(crate) fn interpreter() -> String {
+    std::env::var("MODELMUX_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// A virtual environment with exactly the packages of `requirements` (a file of `name==version`
+/// lines), created once in `<cache>/venv/<name>-<hash of the file>` and reused: a changed pin makes
+/// a new environment, an unchanged one costs nothing. Returns the environment's `python`.
+pub(crate) fn environment(name: &str, requirements: &Path) -> anyhow::Result<PathBuf> {
+    let hash = crate::setup::sha256_file(requirements)?;
+    let dir = modelmux_runtime_ort::cache_dir()
+        .join("venv")
+        .join(format!("{name}-{}", &hash[..16]));
+    let python = dir.join("bin").join("python");
+    let stamp = dir.join(".complete");
+    if stamp.exists() && python.exists() {
+        return Ok(python);
+    }
+    if dir.exists() {
+        // A half-made environment from an interrupted run.
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    eprintln!(
+        "creating the Python environment `{name}` in {} …",
+        dir.display()
+    );
+    run_command(Command::new(interpreter()).args(["-m", "venv"]).arg(&dir))?;
+    run_command(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "-r",
+            ])
+            .arg(requirements),
+    )
+    .with_context(|| format!("cannot install {}", requirements.display()))?;
+    std::fs::write(&stamp, &hash)?;
+    Ok(python)
+}
