@@ -12,6 +12,7 @@ mod estimator;
 mod gate;
 mod ledger;
 mod placement;
+mod policy;
 mod simulated;
 mod survey;
 
@@ -32,6 +33,10 @@ pub use ledger::{
 pub use placement::{
     CpuFallback, DeviceCandidate, DeviceRequest, ParseDeviceError, Placement, PlacementError,
     PlacementRequest, RejectedOption, place,
+};
+pub use policy::{
+    BusyModel, DeviceSnapshot, EvictionPlan, EvictionPolicy, InsufficientRoom, Priority,
+    ResidentModel, RoomRequest, UsageTracker, Victim, Watermarks,
 };
 pub use simulated::{ScriptedLoad, ScriptedOutcome, SimulatedDevice, SimulatedLoadError};
 pub use survey::{

@@ -4,3 +4,4 @@ mod devices;
 mod estimator;
 mod ledger;
 mod placement;
+mod policy;
