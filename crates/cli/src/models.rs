@@ -1,15 +1,341 @@
 //! `modelmux models …`: list the catalog and check it against the exports and the runtime.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use modelmux_registry::{Catalog, Finding, ModelSpec, RuntimeCapabilities, Severity};
+use serde_json::json;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// List the catalog's models.
-    List,
+    /// List the catalog's models: id, version, family, source, memory, policy, exported?, compatible?
+    List(Args),
+    /// Check every model against its export and the local ONNX Runtime; exits 1 on any error.
+    Check(Args),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The catalog file.
+    #[arg(long, value_name = "FILE", default_value = "models.yaml")]
+    catalog: PathBuf,
+    /// The exports folder [default: `exports/` next to the catalog].
+    #[arg(long, value_name = "DIR")]
+    exports: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(command: &Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::List => anyhow::bail!("the catalog commands are not built yet"),
+    let (args, listing) = match command {
+        Command::List(args) => (args, true),
+        Command::Check(args) => (args, false),
+    };
+    let catalog = match Catalog::load(&args.catalog) {
+        Ok(catalog) => catalog,
+        Err(err) => return Ok(report_load_error(&err, args.json)),
+    };
+    let (caps, fallback) = runtime_capabilities();
+    if let Some(warning) = &fallback {
+        eprintln!("warning: {warning}");
     }
+    let exports = args
+        .exports
+        .clone()
+        .unwrap_or_else(|| catalog.exports_dir());
+    let report = check_catalog(&catalog, &exports, &caps);
+    if listing {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list_json(&report, &caps, fallback.is_some()))?
+            );
+        } else {
+            print!("{}", list_text(&report));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&check_json(&report, &caps, fallback.is_some()))?
+        );
+    } else {
+        print!("{}", check_text(&report, &caps));
+    }
+    Ok(if report.iter().any(ModelReport::has_errors) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What the runtime supports: the loaded ONNX Runtime's, or the registry's table for ONNX
+/// Runtime 1.31 with only the CPU provider (and a warning saying so) when it cannot load.
+fn runtime_capabilities() -> (RuntimeCapabilities, Option<String>) {
+    match modelmux_runtime_ort::Runtime::global() {
+        Ok(runtime) => {
+            let limits = runtime.onnx_limits();
+            let caps = RuntimeCapabilities {
+                onnxruntime_version: runtime.version().to_owned(),
+                max_ir_version: limits.max_ir_version,
+                max_opset: limits.max_opset,
+                providers: runtime.available_providers(),
+            };
+            (caps, None)
+        }
+        Err(err) => {
+            let caps = RuntimeCapabilities::default_cpu_only();
+            let warning = format!(
+                "ONNX Runtime could not be loaded ({err}); checking against ONNX Runtime {} limits (IR ≤ {}, opset ≤ {}) with the CPU provider only; run `cargo xtask setup` to install it",
+                caps.onnxruntime_version, caps.max_ir_version, caps.max_opset
+            );
+            (caps, Some(warning))
+        }
+    }
+}
+
+/// One model's check result.
+#[derive(Debug)]
+struct ModelReport<'a> {
+    spec: &'a ModelSpec,
+    exported: bool,
+    findings: Vec<Finding>,
+}
+
+impl ModelReport<'_> {
+    fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// "yes", "no", or "-" when there is nothing to judge yet (not exported, no errors).
+    fn compatible(&self) -> &'static str {
+        if self.has_errors() {
+            "no"
+        } else if self.exported || self.spec.source.is_remote() {
+            "yes"
+        } else {
+            "-"
+        }
+    }
+
+    fn exported(&self) -> &'static str {
+        match (self.spec.source.is_remote(), self.exported) {
+            (true, _) => "remote",
+            (false, true) => "yes",
+            (false, false) => "no",
+        }
+    }
+}
+
+fn check_catalog<'a>(
+    catalog: &'a Catalog,
+    exports: &Path,
+    caps: &RuntimeCapabilities,
+) -> Vec<ModelReport<'a>> {
+    catalog
+        .models()
+        .iter()
+        .map(|spec| ModelReport {
+            spec,
+            exported: spec
+                .export_dir(exports)
+                .join(modelmux_registry::MANIFEST_FILE)
+                .is_file(),
+            findings: modelmux_registry::check_export(spec, exports, caps),
+        })
+        .collect()
+}
+
+fn report_load_error(err: &modelmux_registry::LoadError, json: bool) -> ExitCode {
+    if json {
+        let errors: Vec<_> = err
+            .errors
+            .iter()
+            .map(|e| {
+                json!({
+                    "file": e.location.file,
+                    "line": e.location.line,
+                    "column": e.location.column,
+                    "message": e.kind.to_string(),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "catalog_errors": errors }));
+    } else {
+        for error in &err.errors {
+            println!("error: {error}");
+        }
+    }
+    ExitCode::from(1)
+}
+
+fn memory(spec: &ModelSpec) -> String {
+    spec.memory_requirement
+        .map_or_else(|| "-".to_owned(), |m| m.to_string())
+}
+
+fn list_text(report: &[ModelReport<'_>]) -> String {
+    let mut rows = vec![
+        [
+            "ID",
+            "VERSION",
+            "FAMILY",
+            "ARCHITECTURE",
+            "SOURCE",
+            "MEMORY",
+            "POLICY",
+            "EXPORTED",
+            "COMPATIBLE",
+        ]
+        .map(str::to_owned),
+    ];
+    for r in report {
+        let s = r.spec;
+        rows.push([
+            s.id.clone(),
+            s.version.to_string(),
+            s.family.to_string(),
+            s.architecture.to_string(),
+            s.source.to_string(),
+            memory(s),
+            s.cache_policy.to_string(),
+            r.exported().to_owned(),
+            r.compatible().to_owned(),
+        ]);
+    }
+    table(&rows)
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn check_text(report: &[ModelReport<'_>], caps: &RuntimeCapabilities) -> String {
+    let mut out = String::new();
+    for r in report {
+        for finding in &r.findings {
+            out.push_str(&format!("{finding}\n"));
+        }
+    }
+    let mut rows = Vec::new();
+    for r in report {
+        let status = if r.has_errors() { "incompatible" } else { "ok" };
+        let detail = match (r.count(Severity::Error), r.count(Severity::Warning)) {
+            (0, 0) => String::new(),
+            (e, w) => format!("{e} error(s), {w} warning(s)"),
+        };
+        rows.push([status.to_owned(), r.spec.key(), detail]);
+    }
+    if !rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&rows));
+    }
+    let errors: usize = report.iter().map(|r| r.count(Severity::Error)).sum();
+    let warnings: usize = report.iter().map(|r| r.count(Severity::Warning)).sum();
+    let incompatible = report.iter().filter(|r| r.has_errors()).count();
+    out.push_str(&format!(
+        "\nchecked {} model(s) against ONNX Runtime {} (IR ≤ {}, opset ≤ {}; providers: {}): {incompatible} incompatible, {errors} error(s), {warnings} warning(s)\n",
+        report.len(),
+        caps.onnxruntime_version,
+        caps.max_ir_version,
+        caps.max_opset,
+        caps.providers.join(", ")
+    ));
+    out
+}
+
+fn runtime_json(caps: &RuntimeCapabilities, fallback: bool) -> serde_json::Value {
+    json!({
+        "onnxruntime_version": caps.onnxruntime_version,
+        "max_ir_version": caps.max_ir_version,
+        "max_opset": caps.max_opset,
+        "providers": caps.providers,
+        "assumed": fallback,
+    })
+}
+
+fn findings_json(findings: &[Finding]) -> Vec<serde_json::Value> {
+    findings
+        .iter()
+        .map(|f| json!({ "severity": f.severity.to_string(), "kind": f.kind.as_str(), "reason": f.reason }))
+        .collect()
+}
+
+fn list_json(
+    report: &[ModelReport<'_>],
+    caps: &RuntimeCapabilities,
+    fallback: bool,
+) -> serde_json::Value {
+    let models: Vec<_> = report
+        .iter()
+        .map(|r| {
+            let s = r.spec;
+            json!({
+                "id": s.id,
+                "version": s.version.to_string(),
+                "family": s.family.as_str(),
+                "architecture": s.architecture.as_str(),
+                "source": s.source.to_string(),
+                "memory_bytes": s.memory_requirement.map(|m| m.bytes()),
+                "memory": s.memory_requirement.map(|m| m.to_string()),
+                "cache_policy": s.cache_policy.to_string(),
+                "priority": s.priority.as_str(),
+                "providers": s.providers.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "exported": r.exported,
+                "remote": s.source.is_remote(),
+                "compatible": !r.has_errors(),
+                "findings": findings_json(&r.findings),
+            })
+        })
+        .collect();
+    json!({ "runtime": runtime_json(caps, fallback), "models": models })
+}
+
+fn check_json(
+    report: &[ModelReport<'_>],
+    caps: &RuntimeCapabilities,
+    fallback: bool,
+) -> serde_json::Value {
+    let models: Vec<_> = report
+        .iter()
+        .map(|r| {
+            json!({
+                "model": r.spec.key(),
+                "compatible": !r.has_errors(),
+                "findings": findings_json(&r.findings),
+            })
+        })
+        .collect();
+    json!({
+        "runtime": runtime_json(caps, fallback),
+        "models": models,
+        "errors": report.iter().map(|r| r.count(Severity::Error)).sum::<usize>(),
+        "warnings": report.iter().map(|r| r.count(Severity::Warning)).sum::<usize>(),
+    })
 }

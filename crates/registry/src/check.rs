@@ -61,6 +61,25 @@ pub enum FindingKind {
     MissingIo,
 }
 
+impl FindingKind {
+    /// A stable snake_case name, for JSON output and scripts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::NotExported => "not_exported",
+            FindingKind::ManifestUnreadable => "manifest_unreadable",
+            FindingKind::VersionMismatch => "version_mismatch",
+            FindingKind::SourceChanged => "source_changed",
+            FindingKind::FileMissing => "file_missing",
+            FindingKind::FileChanged => "file_changed",
+            FindingKind::IrTooNew => "ir_too_new",
+            FindingKind::OpsetTooNew => "opset_too_new",
+            FindingKind::OnnxHeader => "onnx_header",
+            FindingKind::ProviderUnavailable => "provider_unavailable",
+            FindingKind::MissingIo => "missing_io",
+        }
+    }
+}
+
 /// One problem found by [`check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -329,6 +348,8 @@ fn check_providers(
         .map(|p| p.as_str())
         .collect::<Vec<_>>()
         .join(", ");
+    // The list is an order of preference: running on a later entry is what the catalog asked
+    // for, so only running on none of them (or on an unlisted CPU) is worth a finding.
     match available.first() {
         None if spec.cpu_fallback && caps.has(Provider::Cpu) => push(
             Severity::Warning,
@@ -345,15 +366,6 @@ fn check_providers(
                 "none of the requested providers ({wanted}) is available in ONNX Runtime {} (available: {}); install a GPU build (`cargo xtask setup --gpu`) or set `cpu_fallback: true`",
                 caps.onnxruntime_version,
                 caps.providers.join(", ")
-            ),
-        ),
-        Some(first) if *first != spec.providers[0] => push(
-            Severity::Warning,
-            FindingKind::ProviderUnavailable,
-            format!(
-                "the preferred provider `{}` is not available; it will run on `{}`",
-                spec.providers[0].as_str(),
-                first.as_str()
             ),
         ),
         Some(_) => {}
