@@ -171,11 +171,14 @@ fn report_load_error(err: &modelmux_registry::LoadError, json: bool) -> ExitCode
             .collect();
         println!("{}", json!({ "catalog_errors": errors }));
     } else {
-        for error in &err.errors {
-            println!("error: {error}");
-        }
+        print!("{}", load_error_text(err));
     }
     ExitCode::from(1)
+}
+
+/// One line per catalog error: "error: FILE:LINE:COLUMN: message".
+fn load_error_text(err: &modelmux_registry::LoadError) -> String {
+    err.errors.iter().map(|e| format!("error: {e}\n")).collect()
 }
 
 fn memory(spec: &ModelSpec) -> String {
@@ -338,4 +341,144 @@ fn check_json(
         "errors": report.iter().map(|r| r.count(Severity::Error)).sum::<usize>(),
         "warnings": report.iter().map(|r| r.count(Severity::Warning)).sum::<usize>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! `models check` on small catalogs and hand-made exports, with the runtime's
+    //! capabilities given as data so the tests need no ONNX Runtime.
+
+    use std::path::Path;
+
+    use modelmux_registry::{
+        Catalog, Dim, FileRole, MANIFEST_FILE, MANIFEST_VERSION, Manifest, ManifestFile,
+        ManifestSource, OnnxInfo, OpsetImport, RuntimeCapabilities, TensorSpec, onnx_stub,
+        sha256_bytes,
+    };
+
+    use super::{check_catalog, check_text, load_error_text};
+
+    const CATALOG: &str = "models:
+  lm:
+    minilm:
+      version: 1.0.0
+      architecture: bert
+      source: hf:sentence-transformers/all-MiniLM-L6-v2@main
+    bert2:
+      version: 1.0.0
+      architecture: bert
+      source: hf:google-bert/bert-base-uncased@main
+    t5:
+      version: 1.0.0
+      architecture: encoder-decoder
+      source: hf:google-t5/t5-small@main
+";
+
+    /// Writes an export whose manifest claims IR 8 / opset 17; the file itself has `ir`.
+    fn export(catalog: &Catalog, id: &str, ir: i64, outputs: &[&str]) {
+        let spec = catalog.get(id).unwrap();
+        let dir = spec.export_dir(&catalog.exports_dir());
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes = onnx_stub(ir, &[("", 17)]);
+        std::fs::write(dir.join("model.onnx"), &bytes).unwrap();
+        let tensor = |name: &str| TensorSpec {
+            name: name.into(),
+            dtype: "float32".into(),
+            shape: vec![Dim::Symbolic("batch".into()), Dim::Fixed(384)],
+        };
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            id: id.into(),
+            version: "1.0.0".into(),
+            source: ManifestSource {
+                uri: spec.source.to_string(),
+                revision: None,
+            },
+            files: vec![ManifestFile {
+                path: "model.onnx".into(),
+                role: FileRole::Onnx,
+                size: bytes.len() as u64,
+                sha256: sha256_bytes(&bytes),
+                onnx: Some(OnnxInfo {
+                    ir_version: ir,
+                    opset_imports: vec![OpsetImport {
+                        domain: String::new(),
+                        version: 17,
+                    }],
+                    inputs: vec![tensor("input_ids")],
+                    outputs: outputs.iter().map(|o| tensor(o)).collect(),
+                }),
+            }],
+            validation: None,
+            tool_versions: Default::default(),
+            created: None,
+            extra: Default::default(),
+        };
+        manifest.write(&dir.join(MANIFEST_FILE)).unwrap();
+    }
+
+    fn catalog_in(dir: &Path, text: &str) -> Result<Catalog, modelmux_registry::LoadError> {
+        let path = dir.join("models.yaml");
+        std::fs::write(&path, text).unwrap();
+        Catalog::load(&path)
+    }
+
+    #[test]
+    fn a_misspelled_field_names_line_column_and_suggestion() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = CATALOG.replace(
+            "      architecture: encoder-decoder\n",
+            "      architecture: encoder-decoder\n      cache_polcy: keep_warm\n",
+        );
+        let err = catalog_in(tmp.path(), &text).unwrap_err();
+        let out = load_error_text(&err);
+        assert!(
+            out.contains(
+                "models.yaml:14:7: unknown field `cache_polcy` (did you mean `cache_policy`?)"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn ir_14_and_a_changed_hash_make_only_those_models_incompatible() {
+        let tmp = tempfile::tempdir().unwrap();
+        let catalog = catalog_in(tmp.path(), CATALOG).unwrap();
+        export(&catalog, "minilm", 14, &["last_hidden_state"]);
+        export(&catalog, "bert2", 8, &["last_hidden_state"]);
+        export(&catalog, "t5", 8, &["last_hidden_state", "logits"]);
+        // Same size, other bytes: only the SHA-256 can tell.
+        let bert2 = catalog
+            .get("bert2")
+            .unwrap()
+            .export_dir(&catalog.exports_dir());
+        std::fs::write(bert2.join("model.onnx"), onnx_stub(9, &[("", 17)])).unwrap();
+        let caps = RuntimeCapabilities::default_cpu_only();
+        let report = check_catalog(&catalog, &catalog.exports_dir(), &caps);
+        let out = check_text(&report, &caps);
+        assert!(
+            out.contains("error: minilm@1.0.0: `model.onnx` has ONNX IR version 14"),
+            "{out}"
+        );
+        assert!(
+            out.contains("error: bert2@1.0.0: `model.onnx` has SHA-256"),
+            "{out}"
+        );
+        assert!(out.contains("incompatible  minilm@1.0.0"), "{out}");
+        assert!(out.contains("incompatible  bert2@1.0.0"), "{out}");
+        assert!(out.contains("ok            t5@1.0.0"), "{out}");
+        assert!(!out.contains("t5@1.0.0:"), "t5 has no findings:\n{out}");
+        assert_eq!(report.iter().filter(|r| r.has_errors()).count(), 2);
+    }
+
+    #[test]
+    fn the_repository_catalog_passes() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models.yaml");
+        let catalog = Catalog::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let caps = RuntimeCapabilities::default_cpu_only();
+        let tmp = tempfile::tempdir().unwrap();
+        let report = check_catalog(&catalog, tmp.path(), &caps);
+        let out = check_text(&report, &caps);
+        assert!(!report.iter().any(|r| r.has_errors()), "{out}");
+    }
 }

@@ -13,6 +13,7 @@ mod locate;
 mod manifest;
 mod probe;
 mod schema;
+mod stub;
 mod units;
 
 pub use caps::{DEFAULT_ORT_VERSION, RuntimeCapabilities, onnx_limits_for};
@@ -30,6 +31,7 @@ pub use manifest::{
 pub use modelmux_onnx::{OnnxError, OnnxHeader};
 pub use probe::{DirProbe, FileProbe, HASH_CACHE_FILE, sha256_bytes, sha256_file};
 pub use schema::{SCHEMA_FILES, catalog_schema, manifest_schema, render_schema};
+pub use stub::onnx_stub;
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 
 #[cfg(test)]

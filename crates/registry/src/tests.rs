@@ -642,31 +642,13 @@ fn parse(bytes: &[u8]) -> Result<Header, modelmux_onnx::ReadError> {
     })
 }
 
-/// Encodes a header as protobuf bytes (fields 1 and 8 only): a minimal ONNX-looking file. ONNX Runtime would reject it (it has no graph); this crate's reader
-/// does not.
 fn encode_onnx_header(header: &Header) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    let mut out = Vec::new();
-    varint(&mut out, 1 << 3);
-    varint(&mut out, header.ir_version as u64);
-    for (domain, version) in &header.opset_imports {
-        let mut msg = Vec::new();
-        varint(&mut msg, (1 << 3) | 2);
-        varint(&mut msg, domain.len() as u64);
-        msg.extend_from_slice(domain.as_bytes());
-        varint(&mut msg, 2 << 3);
-        varint(&mut msg, *version as u64);
-        varint(&mut out, (8 << 3) | 2);
-        varint(&mut out, msg.len() as u64);
-        out.extend_from_slice(&msg);
-    }
-    out
+    let opsets: Vec<(&str, i64)> = header
+        .opset_imports
+        .iter()
+        .map(|(d, v)| (d.as_str(), *v))
+        .collect();
+    onnx_stub(header.ir_version, &opsets)
 }
 
 #[test]
