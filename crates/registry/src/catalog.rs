@@ -514,18 +514,18 @@ impl Validator<'_> {
                         },
                     );
                 }
-                if let Versions::Many(list) = versions {
-                    if list.is_empty() {
-                        let mut p = base.clone();
-                        p.push(Seg::ValueAt(index));
-                        self.error(
-                            &p,
-                            CatalogErrorKind::InvalidValue {
-                                field: id.clone(),
-                                reason: "the list of versions is empty".into(),
-                            },
-                        );
-                    }
+                if let Versions::Many(list) = versions
+                    && list.is_empty()
+                {
+                    let mut p = base.clone();
+                    p.push(Seg::ValueAt(index));
+                    self.error(
+                        &p,
+                        CatalogErrorKind::InvalidValue {
+                            field: id.clone(),
+                            reason: "the list of versions is empty".into(),
+                        },
+                    );
                 }
                 for (item, entry) in versions.entries() {
                     let mut entry_path = base.clone();

@@ -30,7 +30,7 @@ pub use manifest::{
 };
 pub use modelmux_onnx::{OnnxError, OnnxHeader};
 pub use probe::{DirProbe, FileProbe, HASH_CACHE_FILE, sha256_bytes, sha256_file};
-pub use schema::{SCHEMA_FILES, catalog_schema, manifest_schema, render_schema};
+pub use schema::{SCHEMA_FILES, SchemaGenerator, catalog_schema, manifest_schema, render_schema};
 pub use stub::onnx_stub;
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 

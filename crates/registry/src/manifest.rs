@@ -227,13 +227,13 @@ impl Manifest {
             column: err.column(),
             message: err.to_string(),
         };
-        if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes) {
-            if v.manifest_version != MANIFEST_VERSION {
-                return Err(ManifestError::UnsupportedVersion {
-                    path: path.to_owned(),
-                    found: v.manifest_version,
-                });
-            }
+        if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes)
+            && v.manifest_version != MANIFEST_VERSION
+        {
+            return Err(ManifestError::UnsupportedVersion {
+                path: path.to_owned(),
+                found: v.manifest_version,
+            });
         }
         serde_json::from_slice(bytes).map_err(json_error)
     }

@@ -99,12 +99,11 @@ impl FileProbe for DirProbe {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let key = (meta.len(), mtime.as_secs(), mtime.subsec_nanos());
-        if let Ok(guard) = self.cache.lock() {
-            if let Some(e) = guard.0.get(rel) {
-                if (e.size, e.mtime_secs, e.mtime_nanos) == key {
-                    return Ok(e.sha256.clone());
-                }
-            }
+        if let Ok(guard) = self.cache.lock()
+            && let Some(e) = guard.0.get(rel)
+            && (e.size, e.mtime_secs, e.mtime_nanos) == key
+        {
+            return Ok(e.sha256.clone());
         }
         let sha256 = sha256_file(&path)?;
         if let Ok(mut guard) = self.cache.lock() {

@@ -17,8 +17,11 @@ pub fn manifest_schema() -> serde_json::Value {
     schemars::schema_for!(Manifest).to_value()
 }
 
+/// A function that generates one schema.
+pub type SchemaGenerator = fn() -> serde_json::Value;
+
 /// The committed schema files, relative to this crate's folder, with their generators.
-pub const SCHEMA_FILES: &[(&str, fn() -> serde_json::Value)] = &[
+pub const SCHEMA_FILES: &[(&str, SchemaGenerator)] = &[
     ("catalog.schema.json", catalog_schema),
     ("manifest.schema.json", manifest_schema),
 ];

@@ -161,7 +161,7 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".to_owned();
     }
     for (name, unit) in DURATION_UNITS.iter().rev() {
-        if nanos % unit == 0 {
+        if nanos.is_multiple_of(*unit) {
             return format!("{}{name}", nanos / unit);
         }
     }
