@@ -28,6 +28,8 @@ pub use manifest::{
     Dim, FileRole, MANIFEST_FILE, MANIFEST_VERSION, Manifest, ManifestError, ManifestFile,
     ManifestSource, OnnxInfo, OpsetImport, TensorSpec, Validation,
 };
+/// Reads an ONNX file's header (IR version, opsets); the reader lives in `modelmux-onnx`.
+pub use modelmux_onnx::read_header as read_onnx_header;
 pub use modelmux_onnx::{OnnxError, OnnxHeader};
 pub use probe::{DirProbe, FileProbe, HASH_CACHE_FILE, sha256_bytes, sha256_file};
 pub use schema::{SCHEMA_FILES, SchemaGenerator, catalog_schema, manifest_schema, render_schema};
