@@ -13,6 +13,7 @@ mod gate;
 mod ledger;
 mod placement;
 mod policy;
+pub mod sim;
 mod simulated;
 mod survey;
 

@@ -5,3 +5,4 @@ mod estimator;
 mod ledger;
 mod placement;
 mod policy;
+mod sim;
