@@ -346,6 +346,24 @@ impl MemoryLedger {
         }
     }
 
+    /// A ledger whose budget is the device's total memory and which counts everything already
+    /// in use as other processes' (call it before this process touches the device).
+    pub fn from_reading(
+        device: DeviceId,
+        reading: &MemoryReading,
+        runtime_overhead_bytes: u64,
+    ) -> Self {
+        let mut ledger = Self::new(device, reading.total_bytes, runtime_overhead_bytes);
+        ledger.observe(reading);
+        ledger
+    }
+
+    /// The bytes in flight (reserved), and released but not yet verified or never reclaimed:
+    /// what a policy snapshot counts besides resident models.
+    pub fn pending_bytes(&self) -> (u64, u64) {
+        (self.reserved_total(), self.releasing_total())
+    }
+
     /// The device this ledger counts.
     pub fn device(&self) -> &DeviceId {
         &self.device

@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::device::DeviceId;
-use crate::ledger::ModelKey;
+use crate::ledger::{MemoryLedger, ModelKey};
 
 /// A priority class; higher is more important. A request evicts only its own class or lower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
@@ -153,6 +153,26 @@ pub struct DeviceSnapshot {
 }
 
 impl DeviceSnapshot {
+    /// A snapshot of what `ledger` counts, with the resident models as the manager describes them
+    /// (their bytes should be the ledger's committed footprints).
+    pub fn from_ledger(
+        ledger: &MemoryLedger,
+        now: Timestamp,
+        residents: Vec<ResidentModel>,
+    ) -> Self {
+        let (in_flight_bytes, unreclaimed_bytes) = ledger.pending_bytes();
+        Self {
+            device: ledger.device().clone(),
+            now,
+            budget_bytes: ledger.budget_bytes(),
+            runtime_overhead_bytes: ledger.runtime_overhead_bytes(),
+            external_bytes: ledger.external_bytes(),
+            in_flight_bytes,
+            unreclaimed_bytes,
+            residents,
+        }
+    }
+
     /// Bytes held by anything other than resident models.
     fn fixed_bytes(&self) -> u64 {
         self.runtime_overhead_bytes

@@ -6,3 +6,4 @@ mod ledger;
 mod placement;
 mod policy;
 mod sim;
+mod walkthrough;
