@@ -47,28 +47,37 @@ pub(crate) fn run(command: &Command) -> anyhow::Result<ExitCode> {
     let report = check_catalog(&catalog, &exports, &caps);
     if listing {
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list_json(&report, &caps, fallback.is_some()))?
-            );
+            emit(&json_text(&list_json(&report, &caps, fallback.is_some())));
         } else {
-            print!("{}", list_text(&report));
+            emit(&list_text(&report));
         }
         return Ok(ExitCode::SUCCESS);
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&check_json(&report, &caps, fallback.is_some()))?
-        );
+        emit(&json_text(&check_json(&report, &caps, fallback.is_some())));
     } else {
-        print!("{}", check_text(&report, &caps));
+        emit(&check_text(&report, &caps));
     }
     Ok(if report.iter().any(ModelReport::has_errors) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes to stdout, ignoring a closed pipe (`modelmux models list | head`) instead of
+/// panicking the way `print!` does.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Pretty JSON with a trailing newline.
+fn json_text(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// What the runtime supports: the loaded ONNX Runtime's, or the registry's table for ONNX
@@ -169,9 +178,9 @@ fn report_load_error(err: &modelmux_registry::LoadError, json: bool) -> ExitCode
                 })
             })
             .collect();
-        println!("{}", json!({ "catalog_errors": errors }));
+        emit(&json_text(&json!({ "catalog_errors": errors })));
     } else {
-        print!("{}", load_error_text(err));
+        emit(&load_error_text(err));
     }
     ExitCode::from(1)
 }

@@ -66,7 +66,12 @@ impl DirProbe {
             return Ok(());
         }
         let text = serde_json::to_string_pretty(&guard.0).map_err(io::Error::other)?;
-        std::fs::write(self.dir.join(HASH_CACHE_FILE), text)
+        // Write then rename, so a concurrent check never reads half a cache file.
+        let tmp = self
+            .dir
+            .join(format!("{HASH_CACHE_FILE}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.dir.join(HASH_CACHE_FILE))
     }
 
     fn resolve(&self, rel: &str) -> io::Result<PathBuf> {

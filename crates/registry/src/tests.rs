@@ -469,6 +469,17 @@ fn duplicate_id_and_version() {
 }
 
 #[test]
+fn a_repeated_key_is_a_duplicate_not_an_overwrite() {
+    let text = "models:\n  lm:\n    m:\n      version: 1.0.0\n      architecture: bert\n      source: a\n    m:\n      version: 1.0.0\n      architecture: bert\n      source: b\n";
+    let (line, column, kind) = one_error(text);
+    assert_eq!((line, column), (8, 16));
+    assert!(
+        matches!(kind, CatalogErrorKind::DuplicateModel { .. }),
+        "{kind:?}"
+    );
+}
+
+#[test]
 fn architecture_must_match_family() {
     let text = "models:\n  vlm:\n    minilm:\n      version: 1.0.0\n      architecture: bert\n      source: x\n";
     let (line, column, kind) = one_error(text);
@@ -1269,12 +1280,28 @@ fn no_panic(bytes: &[u8]) {
 const BYTES_CASES: u32 = 2000;
 const YAMLISH_CASES: u32 = 3000;
 const MUTATION_CASES: u32 = 1000;
+const UNIT_CASES: u32 = 2000;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(BYTES_CASES))]
     #[test]
     fn loading_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         no_panic(&bytes);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(UNIT_CASES))]
+    #[test]
+    fn sizes_print_and_parse_back_exactly(bytes in any::<u64>()) {
+        let size = ByteSize(bytes);
+        prop_assert_eq!(ByteSize::parse(&size.to_string()), Ok(size));
+    }
+
+    #[test]
+    fn unit_parsers_never_panic(text in "[0-9._ a-zA-Z-]{0,24}") {
+        let _ = ByteSize::parse(&text);
+        let _ = parse_duration(&text);
     }
 }
 
