@@ -97,8 +97,17 @@ pub trait DeviceProbe: Send + Sync {
     fn read(&self) -> Result<MemoryReading, ReadingUnavailable>;
 }
 
+/// NVML could not be loaded or initialised: no NVIDIA driver, no `libnvidia-ml.so`, or no
+/// permission. A normal state on machines without an NVIDIA GPU.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct NvmlUnavailable {
+    /// The loader's or driver's error for each library name tried.
+    pub reason: String,
+}
+
 /// The lazily loaded NVML library, or the reason it could not be loaded.
-static NVML: OnceLock<Result<Nvml, String>> = OnceLock::new();
+static NVML: OnceLock<Result<Nvml, NvmlUnavailable>> = OnceLock::new();
 
 /// Library names tried in order. Containers often ship only the versioned `libnvidia-ml.so.1`
 /// (the unversioned name comes with the driver's development package), so both are tried.
@@ -108,11 +117,11 @@ const NVML_LIBRARY_NAMES: [&str; 2] = ["libnvidia-ml.so", "libnvidia-ml.so.1"];
 ///
 /// The outcome is remembered for the life of the process: NVML does not appear or disappear
 /// while a process runs, and retrying a failed `dlopen` on every reading would be wasted work.
-pub fn nvml() -> Result<&'static Nvml, String> {
+pub fn nvml() -> Result<&'static Nvml, NvmlUnavailable> {
     NVML.get_or_init(load_nvml).as_ref().map_err(Clone::clone)
 }
 
-fn load_nvml() -> Result<Nvml, String> {
+fn load_nvml() -> Result<Nvml, NvmlUnavailable> {
     let mut reasons = Vec::new();
     for name in NVML_LIBRARY_NAMES {
         match Nvml::builder().lib_path(std::ffi::OsStr::new(name)).init() {
@@ -120,7 +129,9 @@ fn load_nvml() -> Result<Nvml, String> {
             Err(error) => reasons.push(format!("{name}: {error}")),
         }
     }
-    Err(format!("NVML could not be loaded ({})", reasons.join("; ")))
+    Err(NvmlUnavailable {
+        reason: format!("NVML could not be loaded ({})", reasons.join("; ")),
+    })
 }
 
 /// Where a GPU's NVML handle is found: a top-level index, and a MIG index under it.
@@ -175,7 +186,7 @@ impl DeviceProbe for NvmlGpu {
             device: self.id.clone(),
             reason,
         };
-        let nvml = nvml().map_err(unavailable)?;
+        let nvml = nvml().map_err(|e| unavailable(e.reason))?;
         let parent = nvml
             .device_by_index(self.path.index)
             .map_err(|e| unavailable(format!("device {}: {e}", self.path.index)))?;
@@ -185,6 +196,9 @@ impl DeviceProbe for NvmlGpu {
                 .mig_device_by_index(mig)
                 .map_err(|e| unavailable(format!("MIG instance {mig}: {e}")))?,
         };
+        // nvml-wrapper 0.13's `memory_info` calls `nvmlDeviceGetMemoryInfo_v2`, whose `used`
+        // excludes memory the driver reserves (v1 counted it: 912 MB vs 7.8 MB on an A100,
+        // Cldfire/nvml-wrapper#57).
         let info = device
             .memory_info()
             .map_err(|e| unavailable(format!("memory info: {e}")))?;
@@ -201,11 +215,11 @@ impl DeviceProbe for NvmlGpu {
 ///
 /// Returns the reason when NVML is unavailable. A GPU whose UUID or name cannot be read is
 /// skipped with a `tracing` warning, since it cannot be keyed.
-pub fn nvml_gpus() -> Result<Vec<NvmlGpu>, String> {
+pub fn nvml_gpus() -> Result<Vec<NvmlGpu>, NvmlUnavailable> {
     let nvml = nvml()?;
-    let count = nvml
-        .device_count()
-        .map_err(|e| format!("device count: {e}"))?;
+    let count = nvml.device_count().map_err(|e| NvmlUnavailable {
+        reason: format!("device count: {e}"),
+    })?;
     let mut gpus = Vec::new();
     for index in 0..count {
         let device = match nvml.device_by_index(index) {

@@ -19,8 +19,8 @@ mod survey;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{
-    DeviceId, DeviceKind, DeviceProbe, HostMemoryProbe, MemoryReading, NvmlGpu, ReadingUnavailable,
-    nvml, nvml_gpus,
+    DeviceId, DeviceKind, DeviceProbe, HostMemoryProbe, MemoryReading, NvmlGpu, NvmlUnavailable,
+    ReadingUnavailable, nvml, nvml_gpus,
 };
 pub use estimator::{
     EstimatorError, Footprint, FootprintEstimator, FootprintKey, FootprintSource, Provider,

@@ -128,7 +128,11 @@ fn survey_host() -> HostMemory {
 fn survey_nvml() -> NvmlSurvey {
     let nvml = match nvml() {
         Ok(nvml) => nvml,
-        Err(reason) => return NvmlSurvey::Unavailable { reason },
+        Err(error) => {
+            return NvmlSurvey::Unavailable {
+                reason: error.reason,
+            };
+        }
     };
     let driver_version = match nvml.sys_driver_version() {
         Ok(version) => version,

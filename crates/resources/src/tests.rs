@@ -5,5 +5,6 @@ mod estimator;
 mod ledger;
 mod placement;
 mod policy;
+mod send_sync;
 mod sim;
 mod walkthrough;
