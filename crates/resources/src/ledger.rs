@@ -390,6 +390,15 @@ impl MemoryLedger {
         self.overhead
     }
 
+    /// Charges the runtime overhead now, measured by the caller: for when the CUDA context was
+    /// created before the first load (then a load's delta no longer contains it, and the first
+    /// commit must not subtract it). Replaces any overhead charged before. Other processes'
+    /// usage is corrected at the next [`observe`](Self::observe).
+    pub fn charge_runtime_overhead(&mut self, bytes: u64) {
+        self.overhead = bytes;
+        self.expected_overhead = bytes;
+    }
+
     /// Other processes' usage at the last observation.
     pub fn external_bytes(&self) -> u64 {
         self.external

@@ -5,6 +5,26 @@
 //! to do (where to place a model, what to evict). The policy core is pure and takes time from
 //! an injectable [`Clock`]; the only outside world it touches is NVML (loaded lazily) and the
 //! OS's memory figures, both behind [`DeviceProbe`].
+//!
+//! # The path of a load, as the manager drives it
+//!
+//! 1. [`FootprintEstimator::estimate`]: bytes to reserve (measured > declared > weights × factor).
+//! 2. [`place`]: which device and provider, from the request string ([`DeviceRequest`]) and the
+//!    model's providers; candidates carry [`MemoryLedger::available_bytes`] and
+//!    [`EvictionPolicy::evictable_bytes`].
+//! 3. [`EvictionPolicy::plan`] on a [`DeviceSnapshot::from_ledger`]: the victims, or
+//!    [`InsufficientRoom`] at once when nothing could make room. Unload the victims (step 7).
+//! 4. [`LoadGate::try_enter`] / [`LoadGate::enter`]: one load per device at a time;
+//!    [`LoadPermit::take_baseline`] reads the device.
+//! 5. [`MemoryLedger::reserve`] → load → [`LoadPermit::measure_delta`] →
+//!    [`MemoryLedger::commit`] (or [`MemoryLedger::abort`] if the load failed) → drop the permit.
+//! 6. [`FootprintEstimator::record`]: remember the measured footprint and load time.
+//! 7. Unload: [`MemoryLedger::release`] with a reading taken *before* the session is dropped,
+//!    drop the session, then [`MemoryLedger::verify_release`] (Ollama-style polling, bounded).
+//!
+//! Between loads: [`EvictionPolicy::expired`] (keep-alive) and [`EvictionPolicy::proactive`]
+//! (watermarks); [`MemoryLedger::observe`] after any reading keeps other processes' usage
+//! current. [`survey`] is what `modelmux doctor` prints.
 
 mod clock;
 mod device;

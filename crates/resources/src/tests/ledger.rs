@@ -384,3 +384,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_overhead_charged_up_front_is_not_taken_from_the_first_model() {
+    let device = SimulatedDevice::gpu("GPU-sim-0", 10_000);
+    // The runtime created its CUDA context before the ledger existed.
+    device.allocate(546);
+    let mut ledger = MemoryLedger::from_reading(gpu(), &device.read().unwrap(), 546);
+    assert_eq!(ledger.external_bytes(), 546);
+    ledger.charge_runtime_overhead(546);
+    ledger.observe(&device.read().unwrap());
+    assert_eq!(ledger.external_bytes(), 0);
+    let r = ledger.reserve("a".into(), 1000).unwrap();
+    assert_eq!(r.overhead_bytes(), 0);
+    let report = ledger.commit(r, 900).unwrap();
+    assert_eq!(
+        (report.committed_bytes, report.runtime_overhead_charged),
+        (900, None)
+    );
+}
