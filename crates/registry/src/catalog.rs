@@ -685,6 +685,7 @@ impl Validator<'_> {
             );
         }
         let batching = self.batching(entry.batching.as_ref(), &field("batching"));
+        self.params_fit(entry, &field("params"));
         if self.errors.len() != before {
             return None;
         }
@@ -708,6 +709,50 @@ impl Validator<'_> {
             params: entry.params.clone(),
             location,
         })
+    }
+
+    /// Rejects parameter sections no adapter of the architecture reads: a scheduler on a
+    /// BERT model is a mistake (usually an entry pasted under the wrong id), not a no-op.
+    fn params_fit(&mut self, entry: &ModelEntry, at: &[Seg]) {
+        let arch = entry.architecture;
+        let p = &entry.params;
+        let sections = [
+            (
+                "scheduler",
+                p.scheduler.is_some(),
+                arch == Architecture::StableDiffusion,
+            ),
+            (
+                "generation",
+                p.generation.is_some(),
+                arch.family() == Family::Lm || arch == Architecture::BlipCaption,
+            ),
+            (
+                "embedding",
+                p.embedding.is_some(),
+                matches!(
+                    arch,
+                    Architecture::Clip
+                        | Architecture::Align
+                        | Architecture::Flava
+                        | Architecture::Bert
+                        | Architecture::OpenaiEmbedding
+                ),
+            ),
+        ];
+        for (name, present, fits) in sections {
+            if present && !fits {
+                let mut path = at.to_vec();
+                path.push(Seg::Key(name.to_owned()));
+                self.error(
+                    &path,
+                    CatalogErrorKind::InvalidValue {
+                        field: format!("params.{name}"),
+                        reason: format!("no `{arch}` adapter reads `{name}` parameters; remove them or fix the architecture"),
+                    },
+                );
+            }
+        }
     }
 
     fn batching(&mut self, doc: Option<&BatchingDoc>, at: &[Seg]) -> Batching {

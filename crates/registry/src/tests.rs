@@ -522,6 +522,17 @@ fn invalid_values() {
 }
 
 #[test]
+fn parameter_sections_must_fit_the_architecture() {
+    let text = "models:\n  lm:\n    m:\n      version: 1.0.0\n      architecture: bert\n      source: x\n      params:\n        scheduler: { kind: ddim }\n";
+    let (line, column, kind) = one_error(text);
+    assert_eq!((line, column), (8, 20));
+    assert!(
+        matches!(&kind, CatalogErrorKind::InvalidValue { field, .. } if field == "params.scheduler"),
+        "{kind:?}"
+    );
+}
+
+#[test]
 fn semantic_errors_are_all_reported_in_file_order() {
     let text = clip_entry(
         "      memory_requirement: 8 GX\n      cache_policy: { ttl: forever }\n      instances: 0\n",
