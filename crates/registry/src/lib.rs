@@ -3,6 +3,20 @@
 //! Architecture invariant: this crate knows nothing about ONNX Runtime. What the runtime
 //! supports comes in as data ([`RuntimeCapabilities`]), so every check here is a pure function
 //! of the catalog, the manifests, the files and those capabilities.
+//!
+//! Entry points:
+//! - [`Catalog::load`] reads `models.yaml` into validated [`ModelSpec`]s, or a [`LoadError`]
+//!   listing every problem with its file, line and column; [`Catalog::get`] resolves `id`,
+//!   `id@1.2.3` or `id@^1`.
+//! - [`Manifest::read`] / [`Manifest::write`] handle `exports/<id>/<version>/manifest.json`.
+//! - [`check`] (pure, files behind a [`FileProbe`]) and [`check_export`] (reads the manifest,
+//!   hashes through a cached [`DirProbe`]) return every [`Finding`] for one model version.
+//! - [`catalog_schema`] and [`manifest_schema`] generate the committed JSON Schemas.
+//!
+//! Code map: `document` is the file as written (serde + schemars types), `catalog` validates
+//! it into specs, `locate` finds a node's line and column for errors raised after
+//! deserialisation, `units` parses sizes and durations exactly, `manifest` is the export
+//! manifest, `check` + `caps` + `probe` are the compatibility check.
 
 mod caps;
 mod catalog;

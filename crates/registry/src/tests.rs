@@ -173,6 +173,21 @@ fn every_field_parses() {
     assert_eq!(v12.batching, Batching::default());
 }
 
+/// The manager shares these across threads and tasks.
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Catalog>();
+    assert_send_sync::<ModelSpec>();
+    assert_send_sync::<LoadError>();
+    assert_send_sync::<LookupError>();
+    assert_send_sync::<Manifest>();
+    assert_send_sync::<ManifestError>();
+    assert_send_sync::<Finding>();
+    assert_send_sync::<RuntimeCapabilities>();
+    assert_send_sync::<DirProbe>();
+}
+
 #[test]
 fn priorities_are_ordered() {
     assert!(Priority::Critical > Priority::High);
