@@ -6,7 +6,8 @@
 //! 2. A model loaded less than `min_residency` ago is not a victim (hysteresis against
 //!    thrashing: Ollama#8903, #10948).
 //! 3. A request may only evict models of its own priority class or lower; lower classes go
-//!    first (the victim set's cost is compared class by class, highest class first).
+//!    first (candidates are taken lowest class first, and the set is pruned highest class
+//!    first).
 //! 4. **Feasibility first**: if evicting every model rules 1–3 allow cannot make room, the
 //!    policy fails at once with [`InsufficientRoom`], naming what is needed, what could be
 //!    freed and what holds the rest. No partial eviction happens (Ollama#18282's livelock).
@@ -24,11 +25,13 @@
 //! at once. The policy takes candidates in order of cost per byte (lower priority classes
 //! first) until enough is freed, then drops from the set, most expensive first, every victim
 //! the rest can do without, so that no model is evicted for nothing. Two exact alternatives
-//! were measured on the `swap` benchmark's traces and rejected: the set of least *total* cost
-//! (a covering knapsack, solved exactly by branch and bound) evicts several small models where
-//! one large cold model would do, and lost 8–13 points of hit ratio for no gain in bytes
-//! reloaded; the set of least cost per byte over the whole set (Dinkelbach iteration) lost 2–3
-//! points of hit ratio. The greedy, pruned set was best on every trace.
+//! were measured on the `swap` benchmark's traces (during development, with an earlier
+//! version of the mixed trace) and rejected: the set of least *total* cost (a covering
+//! knapsack, solved exactly by branch and bound) evicts several small models where one large
+//! cold model would do, and lost 6–13 points of hit ratio while reloading about as many bytes
+//! (−1% to +5%); the set of least cost per byte over the whole set (Dinkelbach iteration)
+//! lost 2–3 points of hit ratio and reloaded 1–3% more bytes. The greedy, pruned set was
+//! best on every trace.
 
 use std::fmt;
 use std::time::Duration;
