@@ -1,5 +1,7 @@
 //! Placement: device strings, provider lists, best fit, and never landing where the model may not run.
 
+use proptest::prelude::*;
+
 use crate::*;
 
 fn gpu(uuid: &str, ordinal: u32, available: u64, evictable: u64) -> DeviceCandidate {
@@ -230,4 +232,56 @@ fn explicit_devices_are_honoured_or_named_as_missing() {
         error.to_string(),
         "unet: no device cuda:7 (devices: GPU-a, GPU-b)"
     );
+}
+
+fn candidate() -> impl Strategy<Value = DeviceCandidate> {
+    (any::<bool>(), 0u32..4, 0u64..10_000, 0u64..10_000).prop_map(
+        |(is_gpu, n, available, evictable)| {
+            if is_gpu {
+                gpu(&format!("GPU-{n}"), n, available, evictable)
+            } else {
+                host(available)
+            }
+        },
+    )
+}
+
+fn provider() -> impl Strategy<Value = Provider> {
+    prop_oneof![
+        Just(Provider::Cpu),
+        Just(Provider::Cuda),
+        Just(Provider::TensorRt)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whatever the devices and the request, a placement uses an allowed provider on a device of
+    /// its kind with room (after eviction), and never the CPU unless the model allows it.
+    #[test]
+    fn placements_respect_providers_and_room(
+        mut candidates in prop::collection::vec(candidate(), 0..5),
+        providers in prop::collection::vec((provider(), 1u64..12_000), 1..3),
+        fallback in prop::option::of(1u64..12_000),
+        device in prop_oneof![Just("auto"), Just("cpu"), Just("cuda"), Just("cuda:1"), Just("GPU-2")],
+    ) {
+        // Device ids are unique in a real process.
+        let mut seen = std::collections::BTreeSet::new();
+        candidates.retain(|c| seen.insert(c.id.clone()));
+        let cpu_fallback = fallback.map_or(CpuFallback::Forbidden, |bytes| CpuFallback::Allowed { bytes });
+        let request = request(device, &providers, cpu_fallback);
+        if let Ok(placed) = place(&request, &candidates) {
+            let cpu_allowed = fallback.is_some() || providers.iter().any(|(p, _)| *p == Provider::Cpu);
+            let listed = providers.iter().any(|(p, _)| *p == placed.provider);
+            prop_assert!(listed || (placed.provider == Provider::Cpu && cpu_allowed));
+            prop_assert_eq!(placed.device.kind(), placed.provider.device_kind());
+            if placed.device == DeviceId::Host {
+                prop_assert!(cpu_allowed, "landed on the CPU without permission");
+            }
+            let chosen = candidates.iter().find(|c| c.id == placed.device).unwrap();
+            prop_assert!(chosen.available_bytes + chosen.evictable_bytes >= placed.bytes);
+            prop_assert_eq!(placed.evict_bytes, placed.bytes.saturating_sub(chosen.available_bytes));
+        }
+    }
 }
