@@ -1,3 +1,4 @@
 //! One integration-test binary: every suite is a module here.
 
+mod export;
 mod runtime;

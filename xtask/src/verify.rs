@@ -102,7 +102,7 @@ pub(crate) fn print_report(dir: &Path, report: &Report) {
         println!("  {output}: max abs error {err:.3e}");
     }
     if let Some(steps) = report.generated_steps {
-        println!("  greedy generation with the KV cache: {steps} steps identical to generate()");
+        println!("  greedy generation through ONNX Runtime: {steps} steps identical to generate()");
     }
 }
 
@@ -207,8 +207,20 @@ pub(crate) fn verify_dir(dir: &Path) -> anyhow::Result<Report> {
 
     let mut generated_steps = None;
     if let Some(generate) = spec.get("generate") {
-        match check_generation(&mut sessions, runtime, dir, &golden, generate) {
-            Ok(steps) => generated_steps = Some(steps),
+        let file = generate
+            .get("file")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        let tol = overrides
+            .get(&format!("{file}:logits"))
+            .copied()
+            .unwrap_or(atol);
+        match check_generation(&mut sessions, runtime, dir, &golden, generate, tol) {
+            Ok((steps, err)) => {
+                generated_steps = Some(steps);
+                per_output.insert(format!("{file}:generate.logits"), err);
+            }
             Err(err) => failures.push(format!("{err:#}")),
         }
     }
@@ -245,10 +257,9 @@ pub(crate) fn verify_dir(dir: &Path) -> anyhow::Result<Report> {
     });
     if let (Some(steps), Some(Value::Object(verify))) =
         (generated_steps, manifest.extra.get_mut("verify"))
+        && let Some(Value::Object(generate)) = verify.get_mut("generate")
     {
-        if let Some(Value::Object(generate)) = verify.get_mut("generate") {
-            generate.insert("matched_steps".into(), steps.into());
-        }
+        generate.insert("matched_steps".into(), steps.into());
     }
     manifest.write(&manifest_path)?;
     Ok(report)
@@ -408,113 +419,199 @@ fn compare(got: &Tensor, expected: &Tensor, atol: f64, rtol: f64) -> Result<f64,
     }
 }
 
-/// A greedy loop with the KV cache, one token per step, against the tokens of `generate()`.
+/// A greedy generation loop through the ONNX files against the tokens of `generate()` (and, when
+/// saved, its raw logits at every step): returns the steps and the largest logits error.
+///
+/// `decoder-only` feeds the prompt with a zero-length past, then one token per step with the KV
+/// cache; `encoder-decoder` runs the encoder once and the decoder on the growing prefix.
 fn check_generation(
     sessions: &mut BTreeMap<String, SessionHandle>,
     runtime: &Runtime,
     dir: &Path,
     golden: &Golden,
     spec: &Value,
-) -> anyhow::Result<usize> {
+    atol: f64,
+) -> anyhow::Result<(usize, f64)> {
     let field = |k: &str| {
         spec.get(k)
             .with_context(|| format!("extra.verify.generate has no `{k}`"))
     };
-    let file = field("file")?.as_str().context("generate.file")?.to_owned();
+    let text = |k: &str| -> anyhow::Result<String> {
+        Ok(field(k)?
+            .as_str()
+            .with_context(|| format!("generate.{k} is not text"))?
+            .to_owned())
+    };
+    let number = |k: &str| -> anyhow::Result<usize> {
+        Ok(field(k)?
+            .as_u64()
+            .with_context(|| format!("generate.{k} is not a number"))? as usize)
+    };
+    let file = text("file")?;
     let kind = spec
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or("decoder-only");
-    let prompt = golden.i64(field("prompt")?.as_str().context("generate.prompt")?)?;
-    let tokens = golden.i64(field("tokens")?.as_str().context("generate.tokens")?)?;
-    let prompt: Vec<i64> = prompt.iter().copied().collect();
-    let tokens: Vec<i64> = tokens.iter().copied().collect();
-    if tokens.len() <= prompt.len() + 1 || tokens[..prompt.len()] != prompt[..] {
-        bail!("{file}: the golden tokens do not extend the prompt over several steps");
-    }
-    let steps = tokens.len() - prompt.len();
-    let session = session(sessions, runtime, dir, &file)?;
-    let next_tokens = match kind {
+    let prompt: Vec<i64> = golden.i64(&text("prompt")?)?.iter().copied().collect();
+    let tokens: Vec<i64> = golden.i64(&text("tokens")?)?.iter().copied().collect();
+    let reference = match spec.get("logits").and_then(Value::as_str) {
+        Some(name) => Some(golden.f32(name)?.clone()),
+        None => None,
+    };
+    let mut stepper: Box<Stepper>;
+    let (start, mut feed) = match kind {
         "decoder-only" => {
-            let layers = field("layers")?.as_u64().context("generate.layers")? as usize;
-            let kv_heads = field("kv_heads")?.as_u64().context("generate.kv_heads")? as usize;
-            let head_dim = field("head_dim")?.as_u64().context("generate.head_dim")? as usize;
-            greedy_with_cache(
-                session, &prompt, steps, layers, kv_heads, head_dim, &tokens, &file,
-            )?
+            if tokens.len() < prompt.len() + 2 || tokens[..prompt.len()] != prompt[..] {
+                bail!("{file}: the golden tokens do not extend the prompt over several steps");
+            }
+            let session = session(sessions, runtime, dir, &file)?.clone();
+            let mut cache =
+                KvCache::new(number("layers")?, number("kv_heads")?, number("head_dim")?);
+            let file = file.clone();
+            stepper = Box::new(move |new: &[i64]| cache.step(&session, new, &file));
+            (prompt.len(), prompt.clone())
+        }
+        "encoder-decoder" => {
+            let encoder = session(sessions, runtime, dir, &text("encoder")?)?.clone();
+            let decoder = session(sessions, runtime, dir, &file)?.clone();
+            let len = prompt.len();
+            let mask = ArrayD::<i64>::ones(IxDyn(&[1, len]));
+            let mut out = encoder
+                .run(
+                    Inputs::new()
+                        .with(
+                            "input_ids",
+                            ArrayD::from_shape_vec(IxDyn(&[1, len]), prompt.clone())?,
+                        )
+                        .with("attention_mask", mask.clone()),
+                )
+                .context("running the encoder")?;
+            let hidden = out.take::<f32>("last_hidden_state")?;
+            let mut prefix: Vec<i64> = Vec::new();
+            stepper = Box::new(move |new: &[i64]| {
+                prefix.extend_from_slice(new);
+                let mut out = decoder.run(
+                    Inputs::new()
+                        .with(
+                            "input_ids",
+                            ArrayD::from_shape_vec(IxDyn(&[1, prefix.len()]), prefix.clone())?,
+                        )
+                        .with("encoder_hidden_states", hidden.clone())
+                        .with("encoder_attention_mask", mask.clone()),
+                )?;
+                last_row(out.take::<f32>("logits")?)
+            });
+            if tokens.len() < 3 {
+                bail!("{file}: the golden tokens cover fewer than two steps");
+            }
+            (1, vec![tokens[0]])
         }
         other => bail!("{file}: unknown generation check `{other}`"),
     };
-    debug_assert_eq!(next_tokens, steps);
-    Ok(steps)
+    let steps = tokens.len() - start;
+    let mut max_err = 0.0f64;
+    for step in 0..steps {
+        let logits = stepper(&feed).with_context(|| format!("{file}: generation step {step}"))?;
+        if let Some(reference) = &reference {
+            let row = reference.index_axis(Axis(0), step);
+            let err = row
+                .iter()
+                .zip(&logits)
+                .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+                .fold(0.0, f64::max);
+            if err.is_nan() || err > atol {
+                bail!(
+                    "{file}: output `logits` at generation step {step}: max abs error {err:.3e} against generate()'s logits exceeds {atol:e}"
+                );
+            }
+            max_err = max_err.max(err);
+        }
+        let next = argmax(logits.iter().copied()) as i64;
+        let want = tokens[start + step];
+        if next != want {
+            bail!(
+                "{file}: output `logits`: greedy generation diverges from generate() at step {step}: token {next}, expected {want} (tokens so far {:?})",
+                &tokens[..start + step]
+            );
+        }
+        feed = vec![next];
+    }
+    Ok((steps, max_err))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn greedy_with_cache(
-    session: &SessionHandle,
-    prompt: &[i64],
-    steps: usize,
-    layers: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    expected: &[i64],
-    file: &str,
-) -> anyhow::Result<usize> {
-    let mut past: Vec<ArrayD<f32>> = (0..2 * layers)
-        .map(|_| ArrayD::zeros(IxDyn(&[1, kv_heads, 0, head_dim])))
-        .collect();
-    let mut ids: Vec<i64> = prompt.to_vec();
-    let mut past_len = 0usize;
-    for step in 0..steps {
+/// One generation step: the newly fed ids in, the last position's logits out.
+type Stepper = dyn FnMut(&[i64]) -> anyhow::Result<Vec<f32>>;
+
+/// The last position's logits of a `[1, seq, vocab]` output.
+fn last_row(logits: ArrayD<f32>) -> anyhow::Result<Vec<f32>> {
+    let seq = logits
+        .shape()
+        .get(1)
+        .copied()
+        .context("logits is not [batch, seq, vocab]")?;
+    Ok(logits
+        .index_axis(Axis(0), 0)
+        .index_axis(Axis(0), seq - 1)
+        .iter()
+        .copied()
+        .collect())
+}
+
+/// The KV cache of a decoder-only model between steps: `present.*` become `past_key_values.*`.
+struct KvCache {
+    past: Vec<ArrayD<f32>>,
+    past_len: usize,
+}
+
+impl KvCache {
+    fn new(layers: usize, kv_heads: usize, head_dim: usize) -> Self {
+        let past = (0..2 * layers)
+            .map(|_| ArrayD::zeros(IxDyn(&[1, kv_heads, 0, head_dim])))
+            .collect();
+        Self { past, past_len: 0 }
+    }
+
+    fn name(prefix: &str, i: usize) -> String {
+        format!(
+            "{prefix}.{}.{}",
+            i / 2,
+            if i.is_multiple_of(2) { "key" } else { "value" }
+        )
+    }
+
+    fn step(
+        &mut self,
+        session: &SessionHandle,
+        ids: &[i64],
+        file: &str,
+    ) -> anyhow::Result<Vec<f32>> {
         let seq = ids.len();
-        let total = past_len + seq;
+        let total = self.past_len + seq;
         let mut inputs = Inputs::new()
             .with(
                 "input_ids",
-                ArrayD::from_shape_vec(IxDyn(&[1, seq]), ids.clone())?,
+                ArrayD::from_shape_vec(IxDyn(&[1, seq]), ids.to_vec())?,
             )
             .with("attention_mask", ArrayD::<i64>::ones(IxDyn(&[1, total])))
             .with(
                 "position_ids",
                 ArrayD::from_shape_vec(
                     IxDyn(&[1, seq]),
-                    (past_len as i64..total as i64).collect(),
+                    (self.past_len as i64..total as i64).collect(),
                 )?,
             );
-        for (i, kv) in past.iter().enumerate() {
-            let name = format!(
-                "past_key_values.{}.{}",
-                i / 2,
-                if i % 2 == 0 { "key" } else { "value" }
-            );
-            inputs.push(name, kv.clone());
+        for (i, kv) in self.past.iter().enumerate() {
+            inputs.push(Self::name("past_key_values", i), kv.clone());
         }
         let mut outputs: Outputs = session
             .run(inputs)
-            .with_context(|| format!("{file}: generation step {step}"))?;
-        let logits = outputs.take::<f32>("logits")?;
-        let last = logits.index_axis(Axis(1), seq - 1);
-        let row = last.index_axis(Axis(0), 0);
-        let next = argmax(row.iter().copied()) as i64;
-        let want = expected[prompt.len() + step];
-        if next != want {
-            bail!(
-                "{file}: output `logits`: greedy generation with the KV cache diverges from generate() at step {step}: token {next}, expected {want} (tokens so far {:?})",
-                &expected[..prompt.len() + step]
-            );
+            .with_context(|| format!("{file}: running a step"))?;
+        for (i, kv) in self.past.iter_mut().enumerate() {
+            *kv = outputs.take::<f32>(&Self::name("present", i))?;
         }
-        for (i, kv) in past.iter_mut().enumerate() {
-            let name = format!(
-                "present.{}.{}",
-                i / 2,
-                if i % 2 == 0 { "key" } else { "value" }
-            );
-            *kv = outputs.take::<f32>(&name)?;
-        }
-        past_len = total;
-        ids = vec![next];
+        self.past_len = total;
+        last_row(outputs.take::<f32>("logits")?)
     }
-    Ok(steps)
 }
 
 /// Index of the largest value; the first one on ties, as torch.argmax.
@@ -607,6 +704,13 @@ impl Golden {
             );
         }
         Ok(outputs)
+    }
+
+    fn f32(&self, name: &str) -> anyhow::Result<&ArrayD<f32>> {
+        self.tensors
+            .get(name)
+            .and_then(|t| t.array::<f32>())
+            .with_context(|| format!("{}: no float32 tensor `{name}`", self.path.display()))
     }
 
     fn i64(&self, name: &str) -> anyhow::Result<&ArrayD<i64>> {

@@ -74,10 +74,12 @@ def export(args, source):
     steps = 24
     with torch.inference_mode():
         tokens = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                                max_new_tokens=steps, pad_token_id=cfg.eos_token_id)
+                                max_new_tokens=steps, pad_token_id=cfg.eos_token_id,
+                                output_logits=True, return_dict_in_generate=True)
     ex.golden["generate/prompt"] = prompt.numpy()
-    ex.golden["generate/tokens"] = tokens.numpy()
-    ex.generate = {"file": "model.onnx", "kind": "decoder-only", "prompt": "generate/prompt", "tokens": "generate/tokens",
+    ex.golden["generate/tokens"] = tokens.sequences.numpy()
+    ex.golden["generate/logits"] = torch.cat(tokens.logits).numpy()  # [steps, vocab], raw (greedy has no processors)
+    ex.generate = {"file": "model.onnx", "kind": "decoder-only", "prompt": "generate/prompt", "tokens": "generate/tokens", "logits": "generate/logits",
                    "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "eos_token_id": cfg.eos_token_id}
     ex.extra.update({"num_layers": layers, "num_key_value_heads": kv_heads, "head_dim": head_dim,
                      "vocab_size": cfg.vocab_size, "eos_token_id": cfg.eos_token_id})

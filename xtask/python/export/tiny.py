@@ -43,7 +43,7 @@ def wordpiece(vocab_size=512):
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    tok.train_from_iterator(corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -63,7 +63,7 @@ def byte_bpe(vocab_size=384, bos=None, eos="<|endoftext|>", lowercase=False):
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(
         corpus(),
-        trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+        trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False),
     )
     if bos:
         tok.post_processor = processors.TemplateProcessing(
@@ -108,7 +108,7 @@ def tiny_gpt2(out):
     tok, specials = byte_bpe()
     eos = tok.token_to_id("<|endoftext|>")
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=128, n_embd=32, n_layer=2, n_head=4,
+    cfg = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=128, n_embd=32, n_layer=2, n_head=4, initializer_range=0.3,
                      bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
     save_model(GPT2LMHeadModel(cfg), out)
     save_tokenizer(tok, specials, out, 128)

@@ -2,7 +2,7 @@
 
     variants.py EXPORTS_DIR OUT_DIR
 
-- `perturbed-weight`: tiny-bert with its largest weight shifted by 0.01 (verify must fail on
+- `perturbed-weight`: tiny-bert with noise (σ 0.01) on its largest weight (verify must fail on
   `last_hidden_state`).
 - `swapped-outputs`: tiny-gpt2 with `present.0.key` and `present.0.value` swapped inside the
   graph (verify must fail naming `present.0.key`).
@@ -47,7 +47,9 @@ def main():
     model = onnx.load(str(dst / "model.onnx"))
     floats = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
     biggest = max(floats, key=lambda t: int(np.prod(t.dims)))
-    array = numpy_helper.to_array(biggest) + np.float32(0.01)
+    # Random, not constant: a constant shift of an embedding would vanish in the LayerNorm.
+    noise = np.random.default_rng(0).standard_normal(tuple(biggest.dims)).astype(np.float32) * np.float32(0.01)
+    array = numpy_helper.to_array(biggest) + noise
     biggest.CopyFrom(numpy_helper.from_array(array, biggest.name))
     onnx.save(model, str(dst / "model.onnx"))
     rehash(dst, "model.onnx")
