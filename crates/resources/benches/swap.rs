@@ -21,10 +21,17 @@ fn main() {
     // Cargo passes `--bench` to harness-less benchmarks; only `--json` matters here.
     let json = std::env::args().any(|arg| arg == "--json");
     let settings = SimSettings::default();
-    let traces: Vec<TraceComparison> = standard_traces(SEED, REQUESTS)
+    let traces: Vec<TraceComparison> = match standard_traces(SEED, REQUESTS)
         .iter()
         .map(|trace| compare(trace, &settings))
-        .collect();
+        .collect()
+    {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(1);
+        }
+    };
     let missed: Vec<String> = traces.iter().flat_map(missed_targets).collect();
     if json {
         match serde_json::to_string(&Report { traces }) {

@@ -174,6 +174,7 @@ pub fn catalog(count: usize) -> Vec<SimModel> {
 
 /// Zipf-skewed requests (exponent 1.0) over the catalog, popularity independent of size.
 pub fn zipf_trace(seed: u64, models: Vec<SimModel>, capacity_bytes: u64, requests: usize) -> Trace {
+    let requests = if models.is_empty() { 0 } else { requests };
     let mut rng = SplitMix64::new(seed);
     let mut by_rank: Vec<usize> = (0..models.len()).collect();
     rng.shuffle(&mut by_rank);
@@ -193,6 +194,7 @@ pub fn zipf_trace(seed: u64, models: Vec<SimModel>, capacity_bytes: u64, request
 /// A hot working set (a third of the models, Zipf-skewed, fitting in about half the device)
 /// interrupted by scans that request every other model once, in order.
 pub fn scan_trace(seed: u64, models: Vec<SimModel>, capacity_bytes: u64, requests: usize) -> Trace {
+    let requests = if models.is_empty() { 0 } else { requests };
     let mut rng = SplitMix64::new(seed);
     let mut shuffled: Vec<usize> = (0..models.len()).collect();
     rng.shuffle(&mut shuffled);
@@ -206,6 +208,10 @@ pub fn scan_trace(seed: u64, models: Vec<SimModel>, capacity_bytes: u64, request
         } else {
             cold.push(index);
         }
+    }
+    if hot.is_empty() {
+        // Too few or too large models for a hot set: every model is hot.
+        hot = std::mem::take(&mut cold);
     }
     let zipf = Zipf::new(hot.len(), 0.8);
     let mut trace = Vec::with_capacity(requests);
@@ -236,6 +242,7 @@ pub fn mixed_trace(
     capacity_bytes: u64,
     requests: usize,
 ) -> Trace {
+    let requests = if models.is_empty() { 0 } else { requests };
     let mut rng = SplitMix64::new(seed);
     let mut by_rank: Vec<usize> = (0..models.len()).collect();
     rng.shuffle(&mut by_rank);
@@ -301,6 +308,41 @@ impl Default for SimSettings {
     }
 }
 
+/// A trace that cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// A request names a model the catalog does not have.
+    #[error(
+        "trace {trace}: request {position} asks for model {index}, but the catalog has {models}"
+    )]
+    UnknownModel {
+        /// The trace.
+        trace: String,
+        /// The request's position in the trace.
+        position: usize,
+        /// The model index it asks for.
+        index: usize,
+        /// The catalog's size.
+        models: usize,
+    },
+}
+
+fn check(trace: &Trace) -> Result<(), SimError> {
+    match trace
+        .requests
+        .iter()
+        .position(|&index| index >= trace.models.len())
+    {
+        None => Ok(()),
+        Some(position) => Err(SimError::UnknownModel {
+            trace: trace.name.clone(),
+            position,
+            index: trace.requests[position],
+            models: trace.models.len(),
+        }),
+    }
+}
+
 struct Tally {
     hits: usize,
     bytes: u64,
@@ -320,7 +362,8 @@ impl Tally {
 }
 
 /// Replays `trace` through [`EvictionPolicy`].
-pub fn replay_modelmux(trace: &Trace, settings: &SimSettings) -> ReplayOutcome {
+pub fn replay_modelmux(trace: &Trace, settings: &SimSettings) -> Result<ReplayOutcome, SimError> {
+    check(trace)?;
     let mut usage = vec![UsageTracker::new(settings.usage_half_life); trace.models.len()];
 
     // (model index, loaded at, last used)
@@ -377,11 +420,12 @@ pub fn replay_modelmux(trace: &Trace, settings: &SimSettings) -> ReplayOutcome {
             tally.bytes += trace.models[wanted].bytes;
         }
     }
-    tally.outcome(trace.requests.len())
+    Ok(tally.outcome(trace.requests.len()))
 }
 
 /// Replays `trace` through plain LRU (evict the least recently used until the model fits).
-pub fn replay_lru(trace: &Trace) -> ReplayOutcome {
+pub fn replay_lru(trace: &Trace) -> Result<ReplayOutcome, SimError> {
+    check(trace)?;
     let mut order: VecDeque<usize> = VecDeque::new();
     let mut used = 0u64;
     let mut tally = Tally { hits: 0, bytes: 0 };
@@ -405,11 +449,12 @@ pub fn replay_lru(trace: &Trace) -> ReplayOutcome {
             tally.bytes += bytes;
         }
     }
-    tally.outcome(trace.requests.len())
+    Ok(tally.outcome(trace.requests.len()))
 }
 
 /// Replays `trace` through Belady's offline optimum (size-aware variant).
-pub fn replay_belady(trace: &Trace) -> ReplayOutcome {
+pub fn replay_belady(trace: &Trace) -> Result<ReplayOutcome, SimError> {
+    check(trace)?;
     // next_use[i]: the position of the next request for the same model after position i.
     let mut next_use = vec![usize::MAX; trace.requests.len()];
     let mut upcoming = vec![usize::MAX; trace.models.len()];
@@ -444,17 +489,17 @@ pub fn replay_belady(trace: &Trace) -> ReplayOutcome {
             tally.bytes += bytes;
         }
     }
-    tally.outcome(trace.requests.len())
+    Ok(tally.outcome(trace.requests.len()))
 }
 
 /// Replays `trace` through all three strategies.
-pub fn compare(trace: &Trace, settings: &SimSettings) -> TraceComparison {
-    TraceComparison {
+pub fn compare(trace: &Trace, settings: &SimSettings) -> Result<TraceComparison, SimError> {
+    Ok(TraceComparison {
         name: trace.name.clone(),
-        modelmux: replay_modelmux(trace, settings),
-        lru: replay_lru(trace),
-        belady: replay_belady(trace),
-    }
+        modelmux: replay_modelmux(trace, settings)?,
+        lru: replay_lru(trace)?,
+        belady: replay_belady(trace)?,
+    })
 }
 
 /// The benchmark's targets, checked on one comparison; returns the targets missed.

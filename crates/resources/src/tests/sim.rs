@@ -22,7 +22,7 @@ fn traces_are_deterministic_and_use_the_whole_catalog() {
 #[test]
 fn modelmux_meets_the_hit_ratio_targets_on_a_short_trace() {
     for trace in standard_traces(42, 4000) {
-        let comparison = compare(&trace, &SimSettings::default());
+        let comparison = compare(&trace, &SimSettings::default()).unwrap();
         assert!(
             comparison.belady.hit_ratio >= comparison.lru.hit_ratio,
             "{comparison:?}"
@@ -49,9 +49,37 @@ fn replaying_one_model_that_fits_hits_after_the_first_load() {
         interval: std::time::Duration::from_secs(10),
         requests: vec![0, 1, 0, 1, 0],
     };
-    let comparison = compare(&trace, &SimSettings::default());
+    let comparison = compare(&trace, &SimSettings::default()).unwrap();
     for outcome in [comparison.modelmux, comparison.lru, comparison.belady] {
         assert!((outcome.hit_ratio - 0.6).abs() < 1e-9, "{comparison:?}");
         assert_eq!(outcome.bytes_reloaded, GB / 5 + 8 * GB);
     }
+}
+
+#[test]
+fn bad_traces_are_errors_and_empty_catalogs_give_empty_traces() {
+    let mut trace = zipf_trace(1, catalog(3), 10 * GB, 10);
+    trace.requests.push(7);
+    let error = compare(&trace, &SimSettings::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "trace zipf: request 10 asks for model 7, but the catalog has 3"
+    );
+    for trace in [
+        zipf_trace(1, Vec::new(), GB, 100),
+        scan_trace(1, Vec::new(), GB, 100),
+        mixed_trace(1, Vec::new(), GB, 100),
+    ] {
+        assert!(trace.requests.is_empty());
+        assert_eq!(
+            compare(&trace, &SimSettings::default())
+                .unwrap()
+                .lru
+                .hit_ratio,
+            0.0
+        );
+    }
+    // Two huge models: no hot set fits in half the device, so every model is hot.
+    let trace = scan_trace(1, catalog(2), GB, 50);
+    assert_eq!(trace.requests.len(), 50);
 }
