@@ -287,13 +287,13 @@ pub fn place(
         }
         let fits_after_eviction = usable(provider)
             .filter(|c| c.available_bytes.saturating_add(c.evictable_bytes) >= bytes)
-            .min_by_key(|c| (bytes - c.available_bytes, c.id.clone()));
+            .min_by_key(|c| (bytes.saturating_sub(c.available_bytes), c.id.clone()));
         if let Some(device) = fits_after_eviction {
             return Ok(Placement {
                 device: device.id.clone(),
                 provider,
                 bytes,
-                evict_bytes: bytes - device.available_bytes,
+                evict_bytes: bytes.saturating_sub(device.available_bytes),
             });
         }
         rejected.extend(usable(provider).map(|c| RejectedOption {
