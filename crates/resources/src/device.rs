@@ -337,3 +337,22 @@ impl DeviceProbe for HostMemoryProbe {
         })
     }
 }
+
+/// The devices this process can use: the host first, then NVML's GPUs (MIG instances in place
+/// of their GPUs), with the reason when NVML is unavailable (then the host is the only device).
+pub fn local_probes() -> (
+    Vec<std::sync::Arc<dyn DeviceProbe>>,
+    Option<NvmlUnavailable>,
+) {
+    let mut probes: Vec<std::sync::Arc<dyn DeviceProbe>> =
+        vec![std::sync::Arc::new(HostMemoryProbe::new())];
+    match nvml_gpus() {
+        Ok(gpus) => {
+            for gpu in gpus {
+                probes.push(std::sync::Arc::new(gpu));
+            }
+            (probes, None)
+        }
+        Err(error) => (probes, Some(error)),
+    }
+}

@@ -31,6 +31,7 @@ mod device;
 mod estimator;
 mod gate;
 mod ledger;
+mod ordinals;
 mod placement;
 mod policy;
 pub mod sim;
@@ -40,7 +41,7 @@ mod survey;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{
     DeviceId, DeviceKind, DeviceProbe, HostMemoryProbe, MemoryReading, NvmlGpu, NvmlUnavailable,
-    ReadingUnavailable, nvml, nvml_gpus,
+    ReadingUnavailable, local_probes, nvml, nvml_gpus,
 };
 pub use estimator::{
     EstimatorError, Footprint, FootprintEstimator, FootprintKey, FootprintSource, Provider,
@@ -51,6 +52,7 @@ pub use ledger::{
     CommitReport, ForeignToken, LedgerError, LedgerSnapshot, LedgerToken, MemoryLedger, ModelKey,
     PendingRelease, ReleaseOutcome, ReleaseReport, Reservation, VerifySchedule,
 };
+pub use ordinals::{OrdinalInput, cuda_ordinals, cuda_ordinals_from_env};
 pub use placement::{
     CpuFallback, DeviceCandidate, DeviceRequest, ParseDeviceError, Placement, PlacementError,
     PlacementRequest, RejectedOption, place,

@@ -3,6 +3,7 @@
 mod devices;
 mod estimator;
 mod ledger;
+mod ordinals;
 mod placement;
 mod policy;
 mod send_sync;

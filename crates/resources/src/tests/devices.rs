@@ -88,3 +88,12 @@ fn simulated_device_scripts_usage_lag_failures_and_loads() {
     ));
     assert_eq!(device.read().unwrap().used_bytes, 600);
 }
+
+#[test]
+fn local_probes_always_include_the_host() {
+    let (probes, nvml_error) = local_probes();
+    assert_eq!(probes[0].id(), &DeviceId::Host);
+    assert!(probes[0].read().is_ok());
+    // Here there is no NVIDIA driver; where there is one, the GPUs follow the host.
+    assert_eq!(nvml_error.is_some(), probes.len() == 1);
+}
