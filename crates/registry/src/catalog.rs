@@ -281,8 +281,9 @@ pub struct ModelSpec {
     pub batching: Batching,
     /// Family-specific parameters.
     pub params: FamilyParams,
-    /// Where the entry is declared.
-    pub location: Location,
+    /// Where the entry is in the document; [`Catalog::location_of`] turns it into a line and
+    /// column on demand, because locating costs a parse and is rarely needed.
+    pub(crate) entry_path: Vec<Seg>,
 }
 
 impl ModelSpec {
@@ -308,6 +309,7 @@ pub struct LoadOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Catalog {
     path: PathBuf,
+    text: String,
     dir: PathBuf,
     models: Vec<ModelSpec>,
 }
@@ -363,12 +365,22 @@ impl Catalog {
             path,
             roots: &roots,
             errors: Vec::new(),
+            suppressed: 0,
             seen: HashMap::new(),
         };
         let models = validator.document(&document);
+        if validator.suppressed > 0 {
+            validator.errors.push(CatalogError {
+                location: Location::new(path, 0, 0),
+                kind: CatalogErrorKind::TooManyErrors {
+                    more: validator.suppressed,
+                },
+            });
+        }
         if validator.errors.is_empty() {
             Ok(Catalog {
                 path: path.to_owned(),
+                text: text.to_owned(),
                 dir,
                 models,
             })
@@ -377,6 +389,11 @@ impl Catalog {
                 errors: validator.errors,
             })
         }
+    }
+
+    /// Where a model version is declared: the line and column of its entry.
+    pub fn location_of(&self, spec: &ModelSpec) -> Location {
+        locate_or_parent(self.text.as_str(), &self.path, &spec.entry_path)
     }
 
     /// The catalog file.
@@ -461,27 +478,33 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     (line, offset - line_start + 1)
 }
 
+/// How many semantic errors one load reports with their location.
+const MAX_LOCATED_ERRORS: usize = 100;
+
 /// Semantic checks after deserialisation; each failure is located with its path.
 struct Validator<'a> {
     text: &'a str,
     path: &'a Path,
     roots: &'a [PathBuf],
     errors: Vec<CatalogError>,
-    seen: HashMap<(String, Version), Location>,
+    /// Errors found after the first [`MAX_LOCATED_ERRORS`], counted but not located.
+    suppressed: usize,
+    /// The path of each id@version's `version` node, to locate the first of a duplicate pair.
+    seen: HashMap<(String, Version), Vec<Seg>>,
 }
 
 impl Validator<'_> {
     fn locate(&self, path: &[Seg]) -> Location {
-        // A node that cannot be found again (it should always be) falls back to its parent.
-        for len in (0..=path.len()).rev() {
-            if let Some((line, column)) = locate(self.text, &path[..len]) {
-                return Location::new(self.path, line, column);
-            }
-        }
-        Location::new(self.path, 0, 0)
+        locate_or_parent(self.text, self.path, path)
     }
 
     fn error(&mut self, path: &[Seg], kind: CatalogErrorKind) {
+        // Locating costs a parse of the file, so a catalog broken everywhere (a bad search and
+        // replace) stops being located after a while; the count still says how many there are.
+        if self.errors.len() >= MAX_LOCATED_ERRORS {
+            self.suppressed += 1;
+            return;
+        }
         let location = self.locate(path);
         self.errors.push(CatalogError { location, kind });
     }
@@ -570,21 +593,21 @@ impl Validator<'_> {
             }
         };
         if let Some(version) = &version {
-            let location = self.locate(&field("version"));
+            let here = field("version");
             match self.seen.get(&(id.to_owned(), version.clone())) {
                 Some(first) => {
-                    let first = first.clone();
-                    self.errors.push(CatalogError {
-                        location,
-                        kind: CatalogErrorKind::DuplicateModel {
+                    let first = self.locate(first);
+                    self.error(
+                        &here,
+                        CatalogErrorKind::DuplicateModel {
                             id: id.to_owned(),
                             version: version.to_string(),
                             first,
                         },
-                    });
+                    );
                 }
                 None => {
-                    self.seen.insert((id.to_owned(), version.clone()), location);
+                    self.seen.insert((id.to_owned(), version.clone()), here);
                 }
             }
         }
@@ -689,7 +712,6 @@ impl Validator<'_> {
         if self.errors.len() != before {
             return None;
         }
-        let location = self.locate(at);
         Some(ModelSpec {
             id: id.to_owned(),
             version: version?,
@@ -707,7 +729,7 @@ impl Validator<'_> {
             instances: entry.instances,
             batching,
             params: entry.params.clone(),
-            location,
+            entry_path: at.to_vec(),
         })
     }
 
@@ -790,6 +812,17 @@ impl Validator<'_> {
             max_queue_delay,
         }
     }
+}
+
+/// The location of the node at `path`; a node that cannot be found again (it always should
+/// be) falls back to its closest ancestor.
+fn locate_or_parent(text: &str, file: &Path, path: &[Seg]) -> Location {
+    for len in (0..=path.len()).rev() {
+        if let Some((line, column)) = locate(text, &path[..len]) {
+            return Location::new(file, line, column);
+        }
+    }
+    Location::new(file, 0, 0)
 }
 
 fn id_ok(id: &str) -> bool {

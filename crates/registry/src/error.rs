@@ -162,6 +162,12 @@ pub enum CatalogErrorKind {
         /// The family it belongs to.
         expected_family: String,
     },
+    /// More errors than are worth listing; fix the ones above and load again.
+    #[error("{more} more error(s) not listed; fix the ones above and check again")]
+    TooManyErrors {
+        /// How many were not listed.
+        more: usize,
+    },
     /// Any other value that is well-formed but not allowed.
     #[error("invalid `{field}`: {reason}")]
     InvalidValue {

@@ -162,7 +162,8 @@ fn every_field_parses() {
             path: PathBuf::from("/cat/weights/bert"),
         }
     );
-    assert_eq!((spec.location.line, spec.location.column), (6, 9));
+    let location = catalog.location_of(spec);
+    assert_eq!((location.line, location.column), (6, 9));
     // Defaults.
     let v12 = catalog.get("bert-base@1.2.0").unwrap();
     assert_eq!(v12.providers, vec![Provider::Cpu]);
@@ -555,6 +556,18 @@ fn semantic_errors_are_all_reported_in_file_order() {
     let all = errors(&text);
     let kinds: Vec<String> = all.iter().map(|e| format!("{}:{}", e.0, e.1)).collect();
     assert_eq!(kinds, ["7:27", "8:28", "9:18"]);
+}
+
+#[test]
+fn a_catalog_broken_everywhere_lists_the_first_errors_and_counts_the_rest() {
+    let mut text = String::from("models:\n  lm:\n");
+    for i in 0..150 {
+        text.push_str(&format!("    m{i}:\n      version: 1.0.0\n      architecture: bert\n      source: x\n      memory_requirement: lots\n"));
+    }
+    let all = errors(&text);
+    assert_eq!(all.len(), 101);
+    assert_eq!((all[99].0, all[99].1), (3 + 99 * 5 + 4, 27));
+    assert_eq!(all[100].2, CatalogErrorKind::TooManyErrors { more: 50 });
 }
 
 #[test]
