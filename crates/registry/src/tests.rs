@@ -261,6 +261,17 @@ fn unknown_field_suggests_the_near_miss() {
 }
 
 #[test]
+fn unknown_field_in_a_list_of_versions() {
+    let text = "models:\n  vlm:\n    clip:\n      - version: 1.0.0\n        architecture: clip\n        source: a\n      - version: 2.0.0\n        architcture: clip\n";
+    let (line, column, kind) = one_error(text);
+    assert_eq!((line, column), (8, 9));
+    assert!(
+        matches!(&kind, CatalogErrorKind::UnknownField { suggestion: Some(s), .. } if s == "architecture"),
+        "{kind:?}"
+    );
+}
+
+#[test]
 fn unknown_field_without_a_near_miss_has_no_suggestion() {
     let (line, column, kind) = one_error(&clip_entry("      colour: blue\n"));
     assert_eq!((line, column), (7, 7));
