@@ -276,11 +276,44 @@ pub(crate) fn mig_instances(device: &nvml_wrapper::Device<'_>) -> Vec<(u32, Stri
         .collect()
 }
 
+/// A `sysinfo::System` set up on first use, shared by the host probes.
+#[derive(Debug, Default)]
+struct LazySystem(Mutex<Option<sysinfo::System>>);
+
+impl LazySystem {
+    /// Runs `read` on the system (set up now if needed), with host memory figures refreshed.
+    fn read(
+        &self,
+        read: impl FnOnce(&mut sysinfo::System) -> Result<MemoryReading, String>,
+    ) -> Result<MemoryReading, ReadingUnavailable> {
+        let unavailable = |reason: String| ReadingUnavailable {
+            device: DeviceId::Host,
+            reason,
+        };
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            *slot =
+                Some(sysinfo::System::new().map_err(|e| unavailable(format!("sysinfo: {e:?}")))?);
+        }
+        let Some(system) = slot.as_mut() else {
+            return Err(unavailable("sysinfo could not be set up".to_owned()));
+        };
+        system.refresh_memory();
+        if system.total_memory() == 0 {
+            return Err(unavailable("the OS reported 0 bytes of RAM".to_owned()));
+        }
+        read(system).map_err(unavailable)
+    }
+}
+
 /// The host's system memory, read through `sysinfo`.
 #[derive(Debug)]
 pub struct HostMemoryProbe {
     id: DeviceId,
-    system: Mutex<Option<sysinfo::System>>,
+    system: LazySystem,
 }
 
 impl HostMemoryProbe {
@@ -288,7 +321,7 @@ impl HostMemoryProbe {
     pub fn new() -> Self {
         Self {
             id: DeviceId::Host,
-            system: Mutex::new(None),
+            system: LazySystem::default(),
         }
     }
 }
@@ -309,31 +342,73 @@ impl DeviceProbe for HostMemoryProbe {
     }
 
     fn read(&self) -> Result<MemoryReading, ReadingUnavailable> {
-        let unavailable = |reason: String| ReadingUnavailable {
+        self.system.read(|system| {
+            let total = system.total_memory();
+            let available = system.available_memory().min(total);
+            Ok(MemoryReading {
+                total_bytes: total,
+                used_bytes: total - available,
+                free_bytes: available,
+            })
+        })
+    }
+}
+
+/// This process's resident memory (RSS), reported as the host's `used`: the probe to measure
+/// a CPU load's footprint with ([`LoadPermit::measure_delta`](crate::LoadPermit::measure_delta)),
+/// since system-wide usage moves with every other process. `total` and `free` are the host's.
+/// Use [`HostMemoryProbe`] for what is available.
+#[derive(Debug)]
+pub struct ProcessMemoryProbe {
+    id: DeviceId,
+    system: LazySystem,
+}
+
+impl ProcessMemoryProbe {
+    /// A probe for this process; `sysinfo` is set up on the first reading.
+    pub fn new() -> Self {
+        Self {
+            id: DeviceId::Host,
+            system: LazySystem::default(),
+        }
+    }
+}
+
+impl Default for ProcessMemoryProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DeviceProbe for ProcessMemoryProbe {
+    fn id(&self) -> &DeviceId {
+        &self.id
+    }
+
+    fn name(&self) -> &str {
+        "this process"
+    }
+
+    fn read(&self) -> Result<MemoryReading, ReadingUnavailable> {
+        let pid = sysinfo::get_current_pid().map_err(|e| ReadingUnavailable {
             device: DeviceId::Host,
-            reason,
-        };
-        let mut slot = self
-            .system
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.is_none() {
-            *slot =
-                Some(sysinfo::System::new().map_err(|e| unavailable(format!("sysinfo: {e:?}")))?);
-        }
-        let Some(system) = slot.as_mut() else {
-            return Err(unavailable("sysinfo could not be set up".to_owned()));
-        };
-        system.refresh_memory();
-        let total = system.total_memory();
-        if total == 0 {
-            return Err(unavailable("the OS reported 0 bytes of RAM".to_owned()));
-        }
-        let available = system.available_memory().min(total);
-        Ok(MemoryReading {
-            total_bytes: total,
-            used_bytes: total - available,
-            free_bytes: available,
+            reason: format!("own pid: {e:?}"),
+        })?;
+        self.system.read(|system| {
+            system.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&[pid]),
+                false,
+                sysinfo::ProcessRefreshKind::nothing().with_memory(),
+            );
+            let rss = system
+                .process(pid)
+                .map(sysinfo::Process::memory)
+                .ok_or_else(|| "this process is not in the process table".to_owned())?;
+            Ok(MemoryReading {
+                total_bytes: system.total_memory(),
+                used_bytes: rss,
+                free_bytes: system.available_memory(),
+            })
         })
     }
 }

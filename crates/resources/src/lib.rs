@@ -41,7 +41,7 @@ mod survey;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{
     DeviceId, DeviceKind, DeviceProbe, HostMemoryProbe, MemoryReading, NvmlGpu, NvmlUnavailable,
-    ReadingUnavailable, local_probes, nvml, nvml_gpus,
+    ProcessMemoryProbe, ReadingUnavailable, local_probes, nvml, nvml_gpus,
 };
 pub use estimator::{
     EstimatorError, Footprint, FootprintEstimator, FootprintKey, FootprintSource, Provider,

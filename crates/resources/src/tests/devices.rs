@@ -97,3 +97,18 @@ fn local_probes_always_include_the_host() {
     // Here there is no NVIDIA driver; where there is one, the GPUs follow the host.
     assert_eq!(nvml_error.is_some(), probes.len() == 1);
 }
+
+#[test]
+fn the_process_probe_sees_this_process_grow() {
+    let probe = ProcessMemoryProbe::new();
+    let before = probe.read().unwrap();
+    assert!(before.used_bytes > 0 && before.used_bytes < before.total_bytes);
+    // Touch 64 MiB so that it is resident.
+    let block = std::hint::black_box(vec![1u8; 64 << 20]);
+    let after = probe.read().unwrap();
+    assert!(
+        after.used_bytes >= before.used_bytes + (32 << 20),
+        "{before:?} {after:?}"
+    );
+    drop(block);
+}
