@@ -290,7 +290,6 @@ pub fn check(
     for file in &manifest.files {
         check_file(file, caps, files, &reexport, &mut push);
     }
-    let has_onnx = manifest.files.iter().any(|f| f.role == FileRole::Onnx);
     for req in required_io(spec.architecture) {
         let present = manifest.onnx_files().any(|(_, info)| {
             let list: &[TensorSpec] = match req.direction {
@@ -307,7 +306,8 @@ pub fn check(
                 })
             })
         });
-        if has_onnx && !present {
+        // An export without any ONNX file lacks every requirement, which is reported too.
+        if !present {
             let what = match req.direction {
                 Direction::Input => "input",
                 Direction::Output => "output",

@@ -1167,6 +1167,23 @@ fn missing_io_and_version_mismatch_are_errors() {
 }
 
 #[test]
+fn an_export_without_onnx_files_misses_the_required_outputs() {
+    let f = fixture();
+    let spec = f.catalog.get("minilm").unwrap();
+    let path = spec.export_dir(&f.exports).join(MANIFEST_FILE);
+    let mut manifest = Manifest::read(&path).unwrap().unwrap();
+    manifest.files.retain(|file| file.role != FileRole::Onnx);
+    manifest.write(&path).unwrap();
+    let findings = check_export(spec, &f.exports, &cpu());
+    only(
+        &findings,
+        Severity::Error,
+        "minilm@1.0.0",
+        FindingKind::MissingIo,
+    );
+}
+
+#[test]
 fn manifests_roundtrip_and_reject_other_versions() {
     let f = fixture();
     let spec = f.catalog.get("minilm").unwrap();
