@@ -15,13 +15,15 @@
 //! 3. [`EvictionPolicy::plan`] on a [`DeviceSnapshot::from_ledger`]: the victims, or
 //!    [`InsufficientRoom`] at once when nothing could make room. Unload the victims (step 7).
 //! 4. [`LoadGate::try_enter`] / [`LoadGate::enter`]: one load per device at a time;
-//!    [`LoadPermit::take_baseline`] reads the device.
+//!    [`LoadPermit::take_baseline`] reads the device (on the CPU, this process's RSS through
+//!    [`ProcessMemoryProbe`], since system-wide usage moves with every other process).
 //! 5. [`MemoryLedger::reserve`] → load → [`LoadPermit::measure_delta`] →
 //!    [`MemoryLedger::commit`] (or [`MemoryLedger::abort`] if the load failed) → drop the permit.
 //! 6. [`FootprintEstimator::record`]: remember the measured footprint and load time.
 //! 7. Unload: [`MemoryLedger::release`] with a reading taken *before* the session is dropped,
 //!    drop the session, then [`MemoryLedger::verify_release`] (Ollama-style polling, bounded).
 //!
+//! On every lease: [`UsageTracker::record`], whose decayed count is the policy's "recent use".
 //! Between loads: [`EvictionPolicy::expired`] (keep-alive) and [`EvictionPolicy::proactive`]
 //! (watermarks); [`MemoryLedger::observe`] after any reading keeps other processes' usage
 //! current. [`survey`] is what `modelmux doctor` prints.
