@@ -50,7 +50,7 @@ struct Job {
 pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let mut target = None;
     let mut opset = None;
-    let mut precision = "fp32".to_owned();
+    let mut precision: Option<String> = None;
     let mut out = root.join("exports");
     let mut catalog = root.join("models.yaml");
     let (mut arch, mut id, mut version) = (None, None, None);
@@ -69,7 +69,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
                         .context("--opset N")?,
                 )
             }
-            "--precision" => precision = value("--precision", &mut it)?,
+            "--precision" => precision = Some(value("--precision", &mut it)?),
             "--out" => out = PathBuf::from(value("--out", &mut it)?),
             "--catalog" => catalog = PathBuf::from(value("--catalog", &mut it)?),
             "--arch" => arch = Some(value("--arch", &mut it)?),
@@ -79,8 +79,11 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
             other => target = Some(other.to_owned()),
         }
     }
-    if !matches!(precision.as_str(), "fp32" | "fp16") {
-        bail!("--precision is fp32 or fp16, not `{precision}`");
+    if let Some(p) = precision
+        .as_deref()
+        .filter(|p| !matches!(*p, "fp32" | "fp16"))
+    {
+        bail!("--precision is fp32 or fp16, not `{p}`");
     }
     let target = target.context(
         "usage: cargo xtask export <id|path> [--opset N] [--precision fp32|fp16] [--out exports/] \
@@ -128,6 +131,12 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
             ),
             _ => bail!("{}: `{}` has nothing to export", spec.key(), spec.source),
         };
+        // The catalog's precision unless --precision says otherwise.
+        precision = precision.or_else(|| {
+            serde_json::to_value(spec.precision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        });
         Job {
             arch: arch.unwrap_or_else(|| spec.architecture.as_str().to_owned()),
             source,
@@ -158,7 +167,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
             "--version",
             &job.version,
             "--precision",
-            &precision,
+            precision.as_deref().unwrap_or("fp32"),
         ]);
     if let Some(opset) = opset {
         command.args(["--opset", &opset.to_string()]);

@@ -103,6 +103,7 @@ fn tiny_models(root: &Path, dir: &Path) -> anyhow::Result<()> {
             "arch": spec.architecture.as_str(),
             "id": spec.id,
             "version": spec.version.to_string(),
+            "precision": serde_json::to_value(spec.precision)?,
             "out": spec.export_dir(&exports),
         }));
     }

@@ -28,6 +28,9 @@ MAX_OPSET = 26
 DEFAULT_OPSET = 18
 EXTERNAL_DATA_THRESHOLD = int(1.5 * 1024**3)  # bytes of initializers above which weights go outside
 DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-3}
+# fp16 keeps ~3 significant digits: one ulp at |x| in [2, 4) is 2e-3, above any useful atol,
+# so fp16 outputs are compared with atol + rtol · max |reference| (see `finish`).
+DEFAULT_RTOL = {"fp32": 0.0, "fp16": 1e-2}
 GOLDEN = "golden.safetensors"
 
 DTYPE_NAMES = {
@@ -78,6 +81,11 @@ def to_numpy(t):
     if t.dtype == torch.bfloat16:
         t = t.float()
     return np.ascontiguousarray(t.numpy())
+
+
+def half(tensors):
+    """Float tensors to float16 (ids and masks stay integers)."""
+    return tuple(t.half() if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)
 
 
 def flatten_outputs(out):
@@ -207,6 +215,9 @@ class Export:
 
     def add(self, part, case=None):
         """Exports `part` and records its golden inputs and PyTorch outputs under `case`."""
+        if self.args.precision == "fp16":
+            part.module = part.module.half()
+            part.args, part.golden = half(part.args), half(part.golden)
         export_part(part, self.out, self.args.opset, self.args.precision)
         self.add_case(part, case or Path(part.file).stem, part.golden)
         for name, tol in part.atol.items():
@@ -214,6 +225,8 @@ class Export:
 
     def add_case(self, part, case, golden):
         """Records another set of golden inputs for an exported part, with the PyTorch outputs."""
+        if self.args.precision == "fp16":
+            golden = half(golden)
         with torch.inference_mode():
             ref = flatten_outputs(part.module(*golden))
         if len(ref) != len(part.output_names):
@@ -231,7 +244,11 @@ class Export:
 
     def finish(self, source_uri, revision=None):
         save_file(self.golden, str(self.out / GOLDEN))
-        verify = {"golden": GOLDEN, "cases": self.cases, "atol": self.atol, "rtol": 0.0}
+        verify = {"golden": GOLDEN, "cases": self.cases, "atol": self.atol, "rtol": DEFAULT_RTOL[self.args.precision]}
+        if self.args.precision == "fp16":
+            # Rounding differences accumulate in the intermediates, so an fp16 element near zero
+            # can be off by a few ulps of the output's largest values: rtol scales max |reference|.
+            verify["rtol_of"] = "max"
         if self.tolerances:
             verify["tolerances"] = self.tolerances
         if self.generate:

@@ -38,6 +38,8 @@ class WithPast(torch.nn.Module):
 
 
 def export(args, source):
+    if args.precision != "fp32":
+        raise SystemExit("decoder-only: only --precision fp32 is exported yet (verify's KV-cache loop runs float32)")
     model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager").eval()
     cfg = model.config
     layers = cfg.num_hidden_layers
