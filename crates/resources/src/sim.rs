@@ -514,8 +514,10 @@ pub fn missed_targets(comparison: &TraceComparison) -> Vec<String> {
     }
     if comparison.name == "mixed" && ours.bytes_reloaded as f64 > 0.8 * lru.bytes_reloaded as f64 {
         missed.push(format!(
-            "mixed: {} bytes reloaded, more than 0.8 × LRU's {}",
-            ours.bytes_reloaded, lru.bytes_reloaded
+            "mixed: {:.3} × LRU's bytes reloaded ({} vs {}), target at most 0.8 ×",
+            ours.bytes_reloaded as f64 / lru.bytes_reloaded.max(1) as f64,
+            ours.bytes_reloaded,
+            lru.bytes_reloaded
         ));
     }
     if comparison.name == "zipf" && ours.hit_ratio < 0.85 * belady.hit_ratio {
