@@ -478,11 +478,21 @@ fn check_generation(
             if tokens.len() < prompt.len() + 2 || tokens[..prompt.len()] != prompt[..] {
                 bail!("{file}: the golden tokens do not extend the prompt over several steps");
             }
+            // A captioner's decoder also reads the encoder's output at every step.
+            let mut cross = Vec::new();
+            if let Some(encoder) = spec.get("encoder").and_then(Value::as_str) {
+                let input = golden.get(&text("encoder_input")?)?.clone();
+                let mut out = session(sessions, runtime, dir, encoder)?
+                    .run(Inputs::new().with(text("encoder_input_name")?, input))
+                    .with_context(|| format!("{encoder}: running the encoder"))?;
+                let hidden = out.take::<f32>(&text("encoder_output")?)?;
+                cross.push((text("cross_input")?, Tensor::F32(hidden)));
+            }
             let session = session(sessions, runtime, dir, &file)?.clone();
             let mut cache =
                 KvCache::new(number("layers")?, number("kv_heads")?, number("head_dim")?);
             let file = file.clone();
-            stepper = Box::new(move |new: &[i64]| cache.step(&session, new, &file));
+            stepper = Box::new(move |new: &[i64]| cache.step(&session, new, &cross, &file));
             (prompt.len(), prompt.clone())
         }
         "encoder-decoder" => {
@@ -597,6 +607,7 @@ impl KvCache {
         &mut self,
         session: &SessionHandle,
         ids: &[i64],
+        extra: &[(String, Tensor)],
         file: &str,
     ) -> anyhow::Result<Vec<f32>> {
         let seq = ids.len();
@@ -616,6 +627,9 @@ impl KvCache {
             );
         for (i, kv) in self.past.iter().enumerate() {
             inputs.push(Self::name("past_key_values", i), kv.clone());
+        }
+        for (name, tensor) in extra {
+            inputs.push(name.clone(), tensor.clone());
         }
         let mut outputs: Outputs = session
             .run(inputs)
@@ -718,6 +732,12 @@ impl Golden {
             );
         }
         Ok(outputs)
+    }
+
+    fn get(&self, name: &str) -> anyhow::Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .with_context(|| format!("{}: no tensor `{name}`", self.path.display()))
     }
 
     fn f32(&self, name: &str) -> anyhow::Result<&ArrayD<f32>> {

@@ -203,6 +203,25 @@ def tiny_t5(out):
     save_tokenizer(tok, specials, out, 128)
 
 
+def tiny_blip(out):
+    """BLIP captioning with BERT-style WordPiece and `[DEC]` as the decoder's BOS (as in BLIP)."""
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor
+
+    tok, specials = wordpiece()
+    tok.add_special_tokens(["[DEC]"])
+    torch.manual_seed(0)
+    text = dict(vocab_size=tok.get_vocab_size(), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64, initializer_range=0.3,
+                bos_token_id=tok.token_to_id("[DEC]"), sep_token_id=tok.token_to_id("[SEP]"),
+                eos_token_id=tok.token_to_id("[SEP]"), pad_token_id=tok.token_to_id("[PAD]"))
+    # BLIP's vision default initializer_range is 1e-10, which makes a random tower's output constant.
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=30,
+                  patch_size=6, initializer_range=0.3)
+    save_model(BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision)), out)
+    save_tokenizer(tok, {**specials, "bos_token": "[DEC]"}, out, 64)
+    BlipImageProcessor(size={"height": 30, "width": 30}).save_pretrained(str(out))
+
+
 BUILDERS = {
     "tiny-bert": tiny_bert,
     "tiny-gpt2": tiny_gpt2,
@@ -210,6 +229,7 @@ BUILDERS = {
     "tiny-sd": tiny_sd,
     "tiny-aesthetic": tiny_aesthetic,
     "tiny-t5": tiny_t5,
+    "tiny-blip": tiny_blip,
 }
 
 
