@@ -63,6 +63,14 @@ pub enum RuntimeError {
         reason: String,
     },
 
+    /// The model's request queue is full; the caller should back off and retry.
+    #[error("model {model} is overloaded: {limit} requests are already queued")]
+    Overloaded { model: String, limit: usize },
+
+    /// A batched run's output did not carry the batch on axis 0, so it cannot be split back.
+    #[error("model {model}: output `{output}` cannot be split back into the batch's requests")]
+    Unbatchable { model: String, output: String },
+
     /// The worker owning the session has stopped (the model was unloaded).
     #[error("model {model}: the session has been shut down")]
     SessionClosed { model: String },

@@ -15,6 +15,7 @@
 mod discovery;
 mod error;
 mod info;
+mod pool;
 mod runtime;
 mod session;
 mod spec;
@@ -24,6 +25,7 @@ mod worker;
 pub use crate::discovery::{LIBRARY_FILE, LibrarySource, LoadAttempt, cache_dir, setup_dir};
 pub use crate::error::{InputMismatch, RuntimeError};
 pub use crate::info::{Dim, ModelInfo, TensorInfo};
+pub use crate::pool::{BatchConfig, PoolConfig, SessionPool};
 pub use crate::runtime::{ProviderProbe, Runtime};
 pub use crate::session::{Fallback, Placement};
 pub use crate::spec::{ArenaExtend, Optimization, ProviderSpec, SessionSpec};

@@ -226,3 +226,55 @@ impl Outputs {
         }
     }
 }
+
+macro_rules! each_variant {
+    ($tensor:expr, $a:ident => $body:expr) => {
+        match $tensor {
+            Tensor::F32($a) => Tensor::F32($body),
+            Tensor::F16($a) => Tensor::F16($body),
+            Tensor::I64($a) => Tensor::I64($body),
+            Tensor::I32($a) => Tensor::I32($body),
+            Tensor::Bool($a) => Tensor::Bool($body),
+            Tensor::U8($a) => Tensor::U8($body),
+        }
+    };
+}
+
+impl Tensor {
+    /// Stacks tensors of one element type along axis 0; `None` when their types or their other
+    /// dimensions differ.
+    pub fn concat(parts: &[&Tensor]) -> Option<Tensor> {
+        fn join<T: Element>(parts: &[&Tensor]) -> Option<ArrayD<T>> {
+            let views: Option<Vec<_>> = parts.iter().map(|t| t.array::<T>().map(|a| a.view())).collect();
+            ndarray::concatenate(ndarray::Axis(0), &views?).ok()
+        }
+        let first = parts.first()?;
+        Some(match first {
+            Tensor::F32(_) => Tensor::F32(join(parts)?),
+            Tensor::F16(_) => Tensor::F16(join(parts)?),
+            Tensor::I64(_) => Tensor::I64(join(parts)?),
+            Tensor::I32(_) => Tensor::I32(join(parts)?),
+            Tensor::Bool(_) => Tensor::Bool(join(parts)?),
+            Tensor::U8(_) => Tensor::U8(join(parts)?),
+        })
+    }
+
+    /// Splits along axis 0 into consecutive pieces of the given sizes; `None` when the sizes do
+    /// not add up to the tensor's first dimension.
+    pub fn split(&self, sizes: &[usize]) -> Option<Vec<Tensor>> {
+        if self.shape().first().copied() != Some(sizes.iter().sum()) {
+            return None;
+        }
+        let mut start = 0;
+        Some(
+            sizes
+                .iter()
+                .map(|&n| {
+                    let range = ndarray::Slice::from(start..start + n);
+                    start += n;
+                    each_variant!(self, a => a.slice_axis(ndarray::Axis(0), range).to_owned())
+                })
+                .collect(),
+        )
+    }
+}
