@@ -10,9 +10,10 @@ Captioning starts from `[bos_token_id]` (`[DEC]`) and stops at `sep_token_id` (`
 """
 
 import torch
-from transformers import BlipForConditionalGeneration, DynamicCache
+from transformers import BlipForConditionalGeneration
 
 from common import Export, Part
+from decoder import cache_from, kv_axes, kv_names, present_of
 
 
 class Vision(torch.nn.Module):
@@ -31,18 +32,10 @@ class TextDecoder(torch.nn.Module):
         self.layers = layers
 
     def forward(self, input_ids, attention_mask, position_ids, encoder_hidden_states, *past):
-        cache = DynamicCache()
-        for i in range(self.layers):
-            cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                           encoder_hidden_states=encoder_hidden_states, cache=cache, use_cache=True,
-                           return_dict=True)
-        kv = out.past_key_values
-        kv = getattr(kv, "self_attention_cache", kv)
-        present = []
-        for layer in kv.layers[: self.layers]:
-            present += [layer.keys, layer.values]
-        return (out.logits, *present)
+                           encoder_hidden_states=encoder_hidden_states, cache=cache_from(past, self.layers),
+                           use_cache=True, return_dict=True)
+        return (out.logits, *present_of(out.past_key_values, self.layers))
 
 
 def export(args, source):
@@ -71,15 +64,13 @@ def export(args, source):
         kv = [torch.randn(batch, heads, past, head_dim, generator=gen) for _ in range(2 * layers)]
         return (ids, mask, pos, enc, *kv)
 
-    past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    past_names, present_names = kv_names(layers)
     axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
             "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
             "position_ids": {0: "batch_size", 1: "sequence_length"},
             "encoder_hidden_states": {0: "batch_size", 1: "image_sequence_length"},
             "logits": {0: "batch_size", 1: "sequence_length"}}
-    axes.update({n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names})
-    axes.update({n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names})
+    axes.update(kv_axes(past_names, present_names))
     part = Part("text_decoder.onnx", TextDecoder(model, layers), inputs(2, 3, 2),
                 ["input_ids", "attention_mask", "position_ids", "encoder_hidden_states", *past_names],
                 ["logits", *present_names], axes, inputs(3, 4, 5))

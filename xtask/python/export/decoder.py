@@ -19,6 +19,35 @@ def kv_shape(cfg):
     return kv_heads, head_dim
 
 
+def cache_from(past, layers):
+    """A DynamicCache holding the flat `past_key_values.{i}.key/value` inputs."""
+    cache = DynamicCache()
+    for i in range(layers):
+        cache.update(past[2 * i], past[2 * i + 1], i)
+    return cache
+
+
+def present_of(cache, layers):
+    """The flat `present.{i}.key/value` outputs of a cache (its self-attention part)."""
+    cache = getattr(cache, "self_attention_cache", cache)
+    present = []
+    for layer in cache.layers[:layers]:
+        present += [layer.keys, layer.values]
+    return present
+
+
+def kv_names(layers):
+    past = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    present = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    return past, present
+
+
+def kv_axes(past_names, present_names):
+    axes = {n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names}
+    axes.update({n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names})
+    return axes
+
+
 class WithPast(torch.nn.Module):
     def __init__(self, model, layers):
         super().__init__()
@@ -26,15 +55,9 @@ class WithPast(torch.nn.Module):
         self.layers = layers
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
-        cache = DynamicCache()
-        for i in range(self.layers):
-            cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=cache, use_cache=True)
-        present = []
-        for layer in out.past_key_values.layers[: self.layers]:
-            present += [layer.keys, layer.values]
-        return (out.logits, *present)
+                         past_key_values=cache_from(past, self.layers), use_cache=True)
+        return (out.logits, *present_of(out.past_key_values, self.layers))
 
 
 def export(args, source):
@@ -53,16 +76,14 @@ def export(args, source):
         kv = [torch.randn(batch, kv_heads, past, head_dim, generator=gen) for _ in range(2 * layers)]
         return (ids, mask, pos, *kv)
 
-    past_names = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    present_names = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    past_names, present_names = kv_names(layers)
     axes = {
         "input_ids": {0: "batch_size", 1: "sequence_length"},
         "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
         "position_ids": {0: "batch_size", 1: "sequence_length"},
         "logits": {0: "batch_size", 1: "sequence_length"},
     }
-    axes.update({n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names})
-    axes.update({n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names})
+    axes.update(kv_axes(past_names, present_names))
     wrapper = WithPast(model, layers)
     ex = Export(args, "decoder-only")
     part = Part("model.onnx", wrapper, inputs(2, 4, 3), ["input_ids", "attention_mask", "position_ids", *past_names],
