@@ -222,6 +222,44 @@ def tiny_blip(out):
     BlipImageProcessor(size={"height": 30, "width": 30}).save_pretrained(str(out))
 
 
+def tiny_align(out):
+    """ALIGN: a BERT text tower and an EfficientNet vision tower scaled down (width 0.25)."""
+    from transformers import AlignConfig, AlignModel, EfficientNetImageProcessor
+
+    tok, specials = wordpiece()
+    torch.manual_seed(0)
+    # The text projection must land in the vision tower's pooled width (80 at width 0.25).
+    cfg = AlignConfig(
+        text_config=dict(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=64),
+        # A random EfficientNet's output vanishes (std 0.02: ~1e-28) or explodes (0.5: ~1e4);
+        # 0.4 gives embeddings of order 1, so the tolerance means something.
+        vision_config=dict(image_size=32, width_coefficient=0.25, depth_coefficient=0.25, num_channels=3,
+                           initializer_range=0.4),
+        projection_dim=80)
+    save_model(AlignModel(cfg), out)
+    save_tokenizer(tok, specials, out, 64)
+    EfficientNetImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(str(out))
+
+
+def tiny_flava(out):
+    """FLAVA: text, image and multimodal encoders (the codebook is not exported)."""
+    from transformers import FlavaConfig, FlavaImageProcessor, FlavaModel
+
+    tok, specials = wordpiece()
+    torch.manual_seed(0)
+    layer = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    cfg = FlavaConfig(
+        text_config=dict(vocab_size=tok.get_vocab_size(), max_position_embeddings=64, **layer),
+        image_config=dict(image_size=30, patch_size=6, **layer),
+        multimodal_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64),
+        image_codebook_config=dict(hidden_size=32, num_groups=1, num_blocks_per_group=1, vocab_size=64),
+        projection_dim=32, hidden_size=32)
+    save_model(FlavaModel(cfg), out)
+    save_tokenizer(tok, specials, out, 64)
+    FlavaImageProcessor(size={"height": 30, "width": 30}, crop_size={"height": 30, "width": 30}).save_pretrained(str(out))
+
+
 BUILDERS = {
     "tiny-bert": tiny_bert,
     "tiny-gpt2": tiny_gpt2,
@@ -230,6 +268,8 @@ BUILDERS = {
     "tiny-aesthetic": tiny_aesthetic,
     "tiny-t5": tiny_t5,
     "tiny-blip": tiny_blip,
+    "tiny-align": tiny_align,
+    "tiny-flava": tiny_flava,
 }
 
 
