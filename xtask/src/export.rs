@@ -206,6 +206,7 @@ pub(crate) fn infer_architecture(dir: &Path) -> anyhow::Result<String> {
         "flava" => "flava",
         "blip" => "blip-caption",
         "mlp-head" => "mlp-head",
+        "vit" | "resnet" | "convnext" | "efficientnet" => "image-classifier",
         other => bail!(
             "{}: model_type `{other}` has no known architecture; pass --arch",
             config.display()

@@ -260,6 +260,19 @@ def tiny_flava(out):
     FlavaImageProcessor(size={"height": 30, "width": 30}, crop_size={"height": 30, "width": 30}).save_pretrained(str(out))
 
 
+def tiny_vit_classifier(out):
+    """ViTForImageClassification with three labels (the shape of an attribute classifier)."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    labels = ["bright", "dim", "neutral"]
+    cfg = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=30,
+                    patch_size=6, num_labels=3, id2label=dict(enumerate(labels)),
+                    label2id={label: i for i, label in enumerate(labels)})
+    save_model(ViTForImageClassification(cfg), out)
+    ViTImageProcessor(size={"height": 30, "width": 30}).save_pretrained(str(out))
+
+
 BUILDERS = {
     "tiny-bert": tiny_bert,
     "tiny-gpt2": tiny_gpt2,
@@ -270,6 +283,7 @@ BUILDERS = {
     "tiny-blip": tiny_blip,
     "tiny-align": tiny_align,
     "tiny-flava": tiny_flava,
+    "tiny-vit-classifier": tiny_vit_classifier,
 }
 
 
