@@ -26,7 +26,8 @@ from safetensors.numpy import save_file
 MAX_IR = 13  # ONNX Runtime 1.31.1 (notes/export-and-compat.md §6.2)
 MAX_OPSET = 26
 DEFAULT_OPSET = 18
-EXTERNAL_DATA_THRESHOLD = int(1.5 * 1024**3)  # bytes of initializers above which weights go outside
+# Bytes of parameters above which weights go to `<file>_data` (overridable to test the path).
+EXTERNAL_DATA_THRESHOLD = int(os.environ.get("MODELMUX_EXTERNAL_DATA_THRESHOLD", int(1.5 * 1024**3)))
 DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-3}
 # fp16 keeps ~3 significant digits: one ulp at |x| in [2, 4) is 2e-3, above any useful atol,
 # so fp16 outputs are compared with atol + rtol · max |reference| (see `finish`).
@@ -97,18 +98,25 @@ def flatten_outputs(out):
     return flat
 
 
-def export_part(part, out_dir, opset, precision):
-    """Exports one part to `out_dir/part.file`; external data when the weights are large."""
+def export_part(part, out_dir, opset, precision, metadata=None):
+    """Exports one part to `out_dir/part.file`; external data when the weights are large.
+
+    torch writes into a scratch folder first: for models over 2 GB it scatters one external file
+    per tensor there, and only `part.file` (+ `part.file_data`) may reach the export folder.
+    """
+    import tempfile
+
     path = Path(out_dir) / part.file
     path.parent.mkdir(parents=True, exist_ok=True)
     module = part.module.eval()
     weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        traced = Path(scratch) / "model.onnx"
         torch.onnx.export(
             module,
             part.args,
-            str(path),
+            str(traced),
             input_names=part.input_names,
             output_names=part.output_names,
             dynamic_axes=part.dynamic_axes,
@@ -116,14 +124,17 @@ def export_part(part, out_dir, opset, precision):
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load(str(path))
+        model = onnx.load(str(traced))
     if model.ir_version > MAX_IR:
         model.ir_version = MAX_IR
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx") and imp.version > MAX_OPSET:
             raise SystemExit(f"{path}: opset {imp.version} is beyond ONNX Runtime 1.31's {MAX_OPSET}")
-    large = weight_bytes > EXTERNAL_DATA_THRESHOLD
-    if large:
+    model.producer_name = "modelmux-xtask-export"
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    if weight_bytes > EXTERNAL_DATA_THRESHOLD:
         onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=path.name + "_data", size_threshold=1024)
     else:
@@ -218,7 +229,12 @@ class Export:
         if self.args.precision == "fp16":
             part.module = part.module.half()
             part.args, part.golden = half(part.args), half(part.golden)
-        export_part(part, self.out, self.args.opset, self.args.precision)
+        export_part(part, self.out, self.args.opset, self.args.precision, {
+            "modelmux.id": f"{self.args.id}@{self.args.version}",
+            "modelmux.architecture": self.architecture,
+            "modelmux.precision": self.args.precision,
+            "modelmux.export.tool": f"torch {torch.__version__} (TorchScript exporter)",
+        })
         self.add_case(part, case or Path(part.file).stem, part.golden)
         for name, tol in part.atol.items():
             self.tolerances[f"{part.file}:{name}"] = tol
