@@ -135,6 +135,14 @@ fn the_tiny_exports_pass_the_compatibility_check() {
 }
 
 #[test]
+fn an_export_with_external_data_verifies() {
+    let (_tmp, dir) = scratch("tiny/variants/external-data");
+    assert!(dir.join("model.onnx_data").exists());
+    let out = xtask(&["verify", dir.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
 fn a_perturbed_weight_fails_verify_naming_the_output() {
     let (_tmp, dir) = scratch("tiny/variants/perturbed-weight");
     let out = xtask(&["verify", dir.to_str().expect("utf-8 path")]);

@@ -7,6 +7,8 @@
 - `swapped-outputs`: tiny-gpt2 with `present.0.key` and `present.0.value` swapped inside the
   graph (verify must fail naming `present.0.key`).
 - `ir14`: tiny-bert stamped IR 14 (verify and `models check` must refuse it).
+- `external-data`: tiny-bert with its weights in `model.onnx_data` (verify must pass: ONNX
+  Runtime loads external data by path).
 - `optimum-layout`: tiny-bert's `model.onnx`, `config.json` and tokenizer files only, as
   `optimum-cli export onnx` lays them out (for `cargo xtask import`).
 The broken copies get a manifest with the new hashes, so only the values give them away.
@@ -74,6 +76,16 @@ def main():
     model.ir_version = 14
     onnx.save(model, str(dst / "model.onnx"))
     rehash(dst, "model.onnx")
+
+    dst = out / "external-data"
+    copy(bert, dst)
+    model = onnx.load(str(dst / "model.onnx"))
+    onnx.save(model, str(dst / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx_data", size_threshold=0)
+    rehash(dst, "model.onnx")
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["files"].append(file_entry(dst, "model.onnx_data", "external-data"))
+    (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     dst = out / "optimum-layout"
     shutil.rmtree(dst, ignore_errors=True)
