@@ -102,6 +102,19 @@ def tiny_bert(out):
     save_tokenizer(tok, specials, out, 128)
 
 
+def tiny_bert_classifier(out):
+    """BertForSequenceClassification with two labels (a cross-encoder / sentiment head)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok, specials = wordpiece()
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128, type_vocab_size=2, pad_token_id=0,
+                     num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    save_model(BertForSequenceClassification(cfg), out)
+    save_tokenizer(tok, specials, out, 128)
+
+
 def tiny_gpt2(out):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -284,6 +297,7 @@ BUILDERS = {
     "tiny-align": tiny_align,
     "tiny-flava": tiny_flava,
     "tiny-vit-classifier": tiny_vit_classifier,
+    "tiny-bert-classifier": tiny_bert_classifier,
     # The names models.yaml gives its random-weight stand-ins (`fixtures/<name>`).
     "sd15-tiny": tiny_sd,
     "aesthetic-head": lambda out: tiny_aesthetic(out, input_dim=512),
