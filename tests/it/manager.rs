@@ -13,7 +13,7 @@ use modelmux::resources::{DeviceId, DeviceProbe, EvictionPolicy, SimulatedDevice
 use modelmux::runtime::{Inputs, SessionPool};
 use modelmux::{
     DeviceConfig, LoadRequest, LoadedModel, ManagerError, ManagerOptions, ModelLoader,
-    ModelManager, ModelState, Preload, Released,
+    ModelManager, ModelState, OnnxLoader, Preload, Released,
 };
 use modelmux_tests::fixture;
 use ndarray::Array2;
@@ -489,6 +489,7 @@ fn onnx_manager(batching: &str, instances: u32) -> (ModelManager, tempfile::Temp
         Catalog::from_str(&text, &path, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let host = Arc::new(SimulatedDevice::host(16 * GIB));
     let mut options = ManagerOptions::with_devices(vec![DeviceConfig::new(host)]);
+    options.loader = Arc::new(OnnxLoader);
     options.queue_limit = 64;
     (ModelManager::new(catalog, options), dir)
 }

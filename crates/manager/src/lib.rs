@@ -10,8 +10,9 @@
 //! ```
 //!
 //! A lease keeps its model from being evicted; dropping it makes the model idle again. Raw ONNX
-//! models are served as [`SessionPool`](modelmux_runtime_ort::SessionPool)s by the default
-//! [`OnnxLoader`]; family adapters plug in through [`ModelLoader`].
+//! models are served by their family's adapter through the default [`FamilyLoader`] (or as plain
+//! [`SessionPool`](modelmux_runtime_ort::SessionPool)s by [`OnnxLoader`]); other loaders plug in
+//! through [`ModelLoader`].
 
 mod error;
 mod lease;
@@ -24,13 +25,14 @@ mod status;
 pub use crate::error::ManagerError;
 pub use crate::lease::{Lease, PinGuard};
 pub use crate::loader::{
-    LoadRequest, LoadedModel, ModelLoader, OnnxLoader, main_onnx_file, session_spec,
+    FamilyLoader, LoadRequest, LoadedModel, ModelLoader, OnnxLoader, main_onnx_file, session_spec,
 };
 pub use crate::manager::{ModelManager, Preload, Released};
 pub use crate::options::{CUDA_CONTEXT_BYTES, DeviceConfig, ManagerOptions};
 pub use crate::slot::ModelState;
 pub use crate::status::{DeviceStatus, ModelStatus, Status};
 
+pub use modelmux_adapters as adapters;
 pub use modelmux_registry as registry;
 pub use modelmux_resources as resources;
 pub use modelmux_runtime_ort as runtime;

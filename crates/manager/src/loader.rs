@@ -60,6 +60,15 @@ impl LoadedModel {
         }
     }
 
+    /// Wraps what an adapter loaded.
+    pub fn from_adapter(loaded: modelmux_adapters::Loaded) -> Self {
+        Self {
+            object: loaded.object,
+            family: loaded.family,
+            shutdown: loaded.shutdown,
+        }
+    }
+
     pub(crate) fn object(&self) -> &Arc<dyn Any + Send + Sync> {
         &self.object
     }
@@ -82,6 +91,29 @@ pub trait ModelLoader: Send + Sync + 'static {
     fn weight_bytes(&self, spec: &ModelSpec, export_dir: &Path) -> Option<u64> {
         let _ = spec;
         export_weight_bytes(export_dir)
+    }
+}
+
+/// Loads each model with its family's adapter (`modelmux-adapters`), chosen by architecture: a
+/// `bert` entry becomes an `Arc<dyn TextEncoder>`, and so on. The default loader.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FamilyLoader;
+
+impl ModelLoader for FamilyLoader {
+    fn load(&self, request: &LoadRequest<'_>) -> Result<LoadedModel, String> {
+        let context = modelmux_adapters::LoadContext {
+            spec: request.spec,
+            export_dir: request.export_dir.clone(),
+            session: session_spec(
+                request.provider,
+                request.cuda_ordinal,
+                request.spec.cpu_fallback,
+            ),
+            queue_limit: request.queue_limit,
+        };
+        modelmux_adapters::load(&context)
+            .map(LoadedModel::from_adapter)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use modelmux_registry::{
-    Catalog, ModelSource, ModelSpec, Priority as CatalogPriority, Provider as CatalogProvider,
+    Catalog, ModelSpec, Priority as CatalogPriority, Provider as CatalogProvider,
 };
 use modelmux_resources::{
     CpuFallback, DeviceCandidate, DeviceId, DeviceRequest, DeviceSnapshot, EvictionPolicy,
@@ -388,16 +388,13 @@ impl ModelManager {
             return Err(ManagerError::ShuttingDown);
         }
         slot.counters().misses += 1;
-        if let ModelSource::OpenAi { .. } = slot.spec.source {
-            return Err(ManagerError::LoadFailed {
-                model: slot.key.0.clone(),
-                reason: "remote models are served by their adapter, not loaded into memory"
-                    .to_owned(),
-            });
-        }
         self.maintain();
         *slot.state() = SlotState::Loading;
-        let result = self.load_locked(slot, device).await;
+        let result = if slot.spec.architecture.is_remote() {
+            self.load_remote(slot).await
+        } else {
+            self.load_locked(slot, device).await
+        };
         match result {
             Ok(resident) => {
                 let mut counters = slot.counters();
@@ -510,11 +507,55 @@ impl ModelManager {
         tracing::info!(model = %slot.key, device = %placement.device, provider = %placement.provider, bytes = committed, ms = load_time.as_millis() as u64, "loaded");
         Ok(Resident {
             model: loaded,
-            device: index,
+            device: Some(index),
             provider: placement.provider,
             bytes: committed,
             loaded_at: self.inner.shared.clock.now(),
             load_time,
+        })
+    }
+
+    /// A remote model holds no local memory: no placement, no ledger; its adapter is built on a
+    /// blocking thread like any other load, and its leases count as use.
+    async fn load_remote(&self, slot: &Arc<ModelSlot>) -> Result<Resident, ManagerError> {
+        let loader = Arc::clone(&self.inner.loader);
+        let spec = slot.spec.clone();
+        let export_dir = spec.export_dir(&self.inner.exports_dir);
+        let queue_limit = self.inner.queue_limit;
+        let started = Instant::now();
+        let loaded = tokio::task::spawn_blocking(move || {
+            loader.load(&LoadRequest {
+                spec: &spec,
+                export_dir,
+                device: DeviceId::Host,
+                provider: Provider::Cpu,
+                cuda_ordinal: None,
+                queue_limit,
+            })
+        })
+        .await;
+        let model = match loaded {
+            Ok(Ok(model)) => model,
+            Ok(Err(reason)) => {
+                return Err(ManagerError::LoadFailed {
+                    model: slot.key.0.clone(),
+                    reason,
+                });
+            }
+            Err(_) => {
+                return Err(ManagerError::LoadFailed {
+                    model: slot.key.0.clone(),
+                    reason: "the loader panicked".to_owned(),
+                });
+            }
+        };
+        Ok(Resident {
+            model,
+            device: None,
+            provider: Provider::Cpu,
+            bytes: 0,
+            loaded_at: self.inner.shared.clock.now(),
+            load_time: started.elapsed(),
         })
     }
 
@@ -724,7 +765,13 @@ impl ModelManager {
                 }
             }
         };
-        let device = &self.inner.devices[resident.device];
+        let Some(index) = resident.device else {
+            resident.model.shutdown();
+            slot.counters().evictions += 1;
+            *slot.state() = SlotState::Unloaded;
+            return Ok(Released::Unloaded { bytes: 0 });
+        };
+        let device = &self.inner.devices[index];
         let before = device.config.probe.read().ok();
         let pending = device.ledger().release(&slot.key, before);
         resident.model.shutdown();
@@ -763,7 +810,7 @@ impl ModelManager {
                 let SlotState::Ready(resident) = &*state else {
                     return None;
                 };
-                if resident.device != index {
+                if resident.device != Some(index) {
                     return None;
                 }
                 Some(ResidentModel {

@@ -8,7 +8,7 @@ use modelmux_resources::{
     Clock, DeviceId, DeviceProbe, DeviceRequest, EvictionPolicy, SystemClock, VerifySchedule,
 };
 
-use crate::loader::{ModelLoader, OnnxLoader};
+use crate::loader::{FamilyLoader, ModelLoader};
 
 /// The CUDA context and library handles one process keeps on a GPU until it exits: 546 MiB
 /// measured on an H200 with ONNX Runtime 1.31.1 (notes/ort-runtime.md §14).
@@ -89,7 +89,7 @@ pub struct ManagerOptions {
     pub queue_limit: usize,
     /// How long a load waits for busy models to be returned when only they hold the room it needs.
     pub room_wait: Duration,
-    /// Builds model objects; [`OnnxLoader`] by default.
+    /// Builds model objects; [`FamilyLoader`] (the family adapters) by default.
     pub loader: Arc<dyn ModelLoader>,
 }
 
@@ -139,7 +139,7 @@ impl ManagerOptions {
             clock: Arc::new(SystemClock::new()),
             queue_limit: 1024,
             room_wait: Duration::from_secs(30),
-            loader: Arc::new(OnnxLoader),
+            loader: Arc::new(FamilyLoader),
         }
     }
 }

@@ -25,7 +25,8 @@ pub enum ModelState {
 #[derive(Debug)]
 pub(crate) struct Resident {
     pub(crate) model: LoadedModel,
-    pub(crate) device: usize,
+    /// The device index; `None` for remote models, which hold no local memory.
+    pub(crate) device: Option<usize>,
     pub(crate) provider: Provider,
     pub(crate) bytes: u64,
     pub(crate) loaded_at: Timestamp,
@@ -127,7 +128,7 @@ impl ModelSlot {
     /// The device index the model is loaded on, if it is.
     pub(crate) fn resident_device(&self) -> Option<usize> {
         match &*self.state() {
-            SlotState::Ready(resident) => Some(resident.device),
+            SlotState::Ready(resident) => resident.device,
             _ => None,
         }
     }

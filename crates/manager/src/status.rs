@@ -103,7 +103,8 @@ impl ModelManager {
                     state: public,
                     device: resident
                         .as_ref()
-                        .map(|r| inner.devices[r.device].id().to_string()),
+                        .and_then(|r| r.device)
+                        .map(|d| inner.devices[d].id().to_string()),
                     provider: resident.as_ref().map(|r| r.provider.to_string()),
                     bytes: resident.as_ref().map(|r| r.bytes),
                     leases: slot.leases.load(Ordering::Acquire),
