@@ -1,7 +1,9 @@
 //! The `modelmux` command-line tool: inspect the machine, the catalog and the models.
 
+mod common;
 mod doctor;
 mod models;
+mod status;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,8 @@ enum Command {
     /// Inspect and check the model catalog.
     #[command(subcommand)]
     Models(models::Command),
+    /// Show the devices, their memory ledgers and every model's state.
+    Status(status::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(&args),
         Command::Models(command) => models::run(&command),
+        Command::Status(args) => status::run(&args),
     };
     match result {
         Ok(code) => code,
