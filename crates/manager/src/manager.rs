@@ -23,6 +23,7 @@ use modelmux_resources::{
     PlacementRequest, Priority, Provider, ProviderFactors, ResidentModel, RoomRequest, place,
 };
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::error::ManagerError;
 use crate::lease::{Lease, PinGuard};
@@ -390,10 +391,11 @@ impl ModelManager {
         slot.counters().misses += 1;
         self.maintain();
         *slot.state() = SlotState::Loading;
+        let span = tracing::info_span!("load", model = %slot.key);
         let result = if slot.spec.architecture.is_remote() {
-            self.load_remote(slot).await
+            self.load_remote(slot).instrument(span).await
         } else {
-            self.load_locked(slot, device).await
+            self.load_locked(slot, device).instrument(span).await
         };
         match result {
             Ok(resident) => {
@@ -749,6 +751,7 @@ impl ModelManager {
 
     /// Unloads whatever the state holds, pinned or not (shutdown and eviction both end here).
     fn unload(&self, slot: &Arc<ModelSlot>) -> Result<Released, ManagerError> {
+        let _span = tracing::info_span!("evict", model = %slot.key).entered();
         let resident = {
             let mut state = slot.state();
             if slot.leases.load(Ordering::Acquire) > 0 {

@@ -183,6 +183,7 @@ fn serve(
         let _ = options.set_log_level(LogLevel::Warning);
     }
     while let Ok(job) = jobs.recv() {
+        let _span = tracing::debug_span!("run", model = name).entered();
         let result = match options.as_ref() {
             Ok(options) => run_once(name, &mut session, info, job.inputs, options),
             Err(e) => Err(RuntimeError::Ort(ort::Error::new(e.to_string()))),
