@@ -1,6 +1,7 @@
 //! One integration-test binary: every suite is a module here.
 
 mod export;
+mod lm;
 mod manager;
 mod runtime;
 mod send_sync;
