@@ -1,0 +1,166 @@
+"""Reference outputs of the upstream Python implementations for the `lm` adapters' parity tests.
+
+Writes `lm-golden.json` into an export folder:
+
+    python lm_goldens.py minilm  <sentence-transformers model dir> <exports/minilm/1.0.0>
+    python lm_goldens.py decoder <model dir or .gguf file>          <exports/smollm2/1.0.0>
+
+- minilm: `SentenceTransformer(dir).encode(texts, normalize_embeddings=False)` on 60 varied
+  sentences (empty, very long → truncated at max_seq_length, non-ASCII, emoji) plus the token
+  ids its tokenizer produced, so a mismatch can be told apart from a tokenizer mismatch.
+- decoder: transformers `generate(do_sample=False, max_new_tokens=32)` on 6 prompts, one at a
+  time (no padding), with the prompt ids. A `.gguf` file is loaded with `gguf_file=` and its
+  weights dequantised, as the exporter does; the reference is the dequantised model.
+
+Run it with the export environment's Python (the one `cargo xtask export` made, under
+`~/.cache/modelmux/venv/export-*`), with sentence-transformers importable for `minilm`:
+`pip install --no-deps --target ~/.cache/modelmux/lm-goldens sentence-transformers==6.2.0 scipy
+scikit-learn joblib threadpoolctl cloudpickle narwhals` and `PYTHONPATH` pointing there.
+Nothing is downloaded: HF_HUB_OFFLINE is forced on.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+torch.manual_seed(0)
+
+SENTENCES = [
+    "",
+    " ",
+    "a",
+    "Hello, world!",
+    "a photo of a cat sitting on a red sofa",
+    "The quick brown fox jumps over the lazy dog.",
+    "A man is eating food.",
+    "A man is riding a white horse on an enclosed ground.",
+    "The new movie is awesome",
+    "The cat sits outside",
+    "I love pasta with tomato sauce and basil.",
+    "Stock markets fell sharply on Tuesday after the announcement.",
+    "How do I reset my password?",
+    "What is the capital of France?",
+    "Paris is the capital and most populous city of France.",
+    "Machine learning models can be exported to ONNX and served from Rust.",
+    "GPU memory is scarce; idle models are evicted first.",
+    "Numbers like 1234 and 56.78 appear in text, too; so do symbols: #, @, %.",
+    "e-mail: someone@example.com, url: https://example.com/path?q=1&r=2",
+    "CamelCaseWordsAndsnake_case_words and kebab-case-words",
+    "UPPER CASE SHOUTING TEXT",
+    "tabs\tand\nnewlines\r\nin text",
+    "   leading and trailing spaces   ",
+    "repeated repeated repeated repeated repeated words",
+    "Ünïcödé façade — naïve café, résumé, jalapeño.",
+    "Straße, Größe, Äpfel und Öl.",
+    "Les élèves étudient à l'école.",
+    "¿Dónde está la biblioteca? ¡Aquí!",
+    "Москва — столица России.",
+    "Αυτή είναι μια ελληνική πρόταση.",
+    "東京は日本の首都です。",
+    "我喜欢吃饺子。",
+    "서울은 한국의 수도입니다.",
+    "مرحبا بالعالم",
+    "שלום עולם",
+    "नमस्ते दुनिया",
+    "สวัสดีชาวโลก",
+    "emoji 🚀🔥✨ and a 👩‍👩‍👧 family",
+    "😀😃😄😁😆😅😂🤣",
+    "I ❤️ NY 🗽",
+    "flags 🇫🇷🇩🇪🇯🇵",
+    "math: ∑ x² ≤ ∞, π ≈ 3.14159, √2",
+    "currency: €100, £50, ¥1000, ₹500",
+    "code: fn main() { println!(\"hi\"); }",
+    "<html><body><p>markup</p></body></html>",
+    "\"quoted\" 'single' `backtick` «guillemets»",
+    "a" * 300,
+    "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "the " * 200,
+    " ".join(f"word{i}" for i in range(400)),
+    "The history of the city goes back thousands of years. " * 30,
+    "Short.",
+    "Two sentences. Second one here.",
+    "A question? An answer! A statement.",
+    "zero-width\u200bspace and non-breaking\u00a0space",
+    "combining: e\u0301 vs é",
+    "control chars: \u0001\u0002 end",
+    "mixed 日本 English Русский 🚀 text",
+    "The patient was given 5 mg of the drug twice daily.",
+    "Translate to German: the house is wonderful.",
+]
+
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time,",
+    "def fibonacci(n):",
+    "The three primary colors are",
+    "Q: What is 2 + 2?\nA:",
+    "Rust is a programming language that",
+]
+
+
+def minilm(model_dir, export_dir):
+    import sentence_transformers
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    embeddings = model.encode(SENTENCES, batch_size=16, normalize_embeddings=False, convert_to_numpy=True)
+    # The modules normalise (all-MiniLM-L6-v2 ends with a Normalize module); the adapter does too.
+    ids = [model.tokenizer(s, truncation=True, max_length=model.max_seq_length)["input_ids"] for s in SENTENCES]
+    return {
+        "reference": f"sentence-transformers {sentence_transformers.__version__} / torch {torch.__version__} on CPU",
+        "max_seq_length": model.max_seq_length,
+        "texts": SENTENCES,
+        "input_ids": ids,
+        "embeddings": embeddings.astype(float).tolist(),
+    }
+
+
+def decoder(source, export_dir):
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = Path(source)
+    if source.suffix == ".gguf":
+        kwargs = {"gguf_file": source.name}
+        folder = source.parent
+    else:
+        kwargs = {}
+        folder = source
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), torch_dtype=torch.float32, attn_implementation="eager", **kwargs)
+    model.eval()
+    prompt_ids, tokens = [], []
+    for prompt in PROMPTS:
+        encoded = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**encoded, do_sample=False, max_new_tokens=32, min_new_tokens=32,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        prompt_ids.append(encoded["input_ids"][0].tolist())
+        tokens.append(out[0, encoded["input_ids"].shape[1]:].tolist())
+    return {
+        "reference": f"transformers {transformers.__version__} generate(do_sample=False) / torch {torch.__version__} on CPU",
+        "prompts": PROMPTS,
+        "prompt_ids": prompt_ids,
+        "max_new_tokens": 32,
+        "tokens": tokens,
+    }
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[1] not in ("minilm", "decoder"):
+        sys.exit(__doc__)
+    kind, source, export_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    golden = minilm(source, export_dir) if kind == "minilm" else decoder(source, export_dir)
+    out = export_dir / "lm-golden.json"
+    out.write_text(json.dumps(golden, ensure_ascii=False))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
