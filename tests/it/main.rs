@@ -1,5 +1,6 @@
 //! One integration-test binary: every suite is a module here.
 
+mod diffusion;
 mod export;
 mod lm;
 mod manager;

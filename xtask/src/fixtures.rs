@@ -26,6 +26,7 @@ pub(crate) const TINY_CATALOG: &str = "tests/data/tiny-models.yaml";
 pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
     let out = graphs(root)?;
     tiny_models(root, &out.join("tiny"))?;
+    diffusion_goldens(root, &out)?;
     Ok(out)
 }
 
@@ -135,5 +136,31 @@ fn tiny_models(root: &Path, dir: &Path) -> anyhow::Result<()> {
         dir.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// diffusers' scheduler steps and tiny-sd pipeline images, recorded for the diffusion adapter's
+/// parity tests into `target/modelmux-fixtures/diffusion`; keyed on the script and the tiny models.
+fn diffusion_goldens(root: &Path, out: &Path) -> anyhow::Result<()> {
+    let script = root.join("xtask/python/diffusion_goldens.py");
+    let dir = out.join("diffusion");
+    let stamp = dir.join(".made-by");
+    let key = format!(
+        "{}{}",
+        crate::setup::sha256_file(&script)?,
+        std::fs::read_to_string(out.join("tiny/.made-by")).unwrap_or_default()
+    );
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
+        eprintln!("diffusion goldens up to date in {}", dir.display());
+        return Ok(());
+    }
+    let python = crate::export::environment(root)?;
+    run_command(
+        crate::export::python(&python)
+            .arg(&script)
+            .arg(out.join("tiny/sources/tiny-sd"))
+            .arg(&dir),
+    )?;
+    std::fs::write(&stamp, key)?;
     Ok(())
 }

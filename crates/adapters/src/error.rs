@@ -39,4 +39,16 @@ pub enum AdapterError {
     /// A remote API failed.
     #[error("model {model}: {reason}")]
     Remote { model: String, reason: String },
+
+    /// A remote API failed in a way callers handle differently (auth, quota, timeout…).
+    #[error("model {model}: {error}")]
+    RemoteApi {
+        model: String,
+        #[source]
+        error: crate::remote::RemoteError,
+    },
+
+    /// The caller cancelled the request (e.g. a progress callback asked to stop).
+    #[error("model {model}: cancelled")]
+    Cancelled { model: String },
 }
