@@ -4,5 +4,6 @@ mod diffusion;
 mod export;
 mod lm;
 mod manager;
+mod remote;
 mod runtime;
 mod send_sync;

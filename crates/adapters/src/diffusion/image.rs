@@ -97,30 +97,37 @@ pub fn write_png(path: &Path, image: &RgbImage, text: &[(&str, &str)]) -> Result
     Ok(())
 }
 
-/// Reads an 8-bit PNG (RGB, RGBA, grey or grey+alpha; alpha is dropped) and its `tEXt` chunks.
+/// Reads an 8-bit PNG file (RGB, RGBA, grey or grey+alpha; alpha is dropped) and its `tEXt`
+/// chunks.
 pub fn read_png(path: &Path) -> Result<(RgbImage, Vec<(String, String)>), AdapterError> {
-    let bad = |reason: String| AdapterError::BadFile {
+    let bytes = std::fs::read(path).map_err(|e| AdapterError::BadFile {
+        model: "png".into(),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    decode_png(&bytes).map_err(|reason| AdapterError::BadFile {
         model: "png".into(),
         path: path.to_path_buf(),
         reason,
-    };
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    })
+}
+
+/// Decodes PNG bytes as [`read_png`] does; the error says what is wrong with them.
+pub fn decode_png(bytes: &[u8]) -> Result<(RgbImage, Vec<(String, String)>), String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().map_err(|e| bad(e.to_string()))?;
+    let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
     let size = reader
         .output_buffer_size()
-        .ok_or_else(|| bad("image too large".into()))?;
+        .ok_or_else(|| "image too large".to_string())?;
     let mut buf = vec![0; size];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| bad(e.to_string()))?;
+    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
     let channels = match info.color_type {
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,
         png::ColorType::Grayscale => 1,
         png::ColorType::GrayscaleAlpha => 2,
-        other => return Err(bad(format!("unsupported colour type {other:?}"))),
+        other => return Err(format!("unsupported colour type {other:?}")),
     };
     let mut pixels = Vec::with_capacity(info.width as usize * info.height as usize * 3);
     for row in buf[..info.buffer_size()].chunks(info.line_size) {
@@ -138,7 +145,7 @@ pub fn read_png(path: &Path) -> Result<(RgbImage, Vec<(String, String)>), Adapte
         .map(|t| (t.keyword.clone(), t.text.clone()))
         .collect();
     let image = RgbImage::new(info.width, info.height, pixels)
-        .ok_or_else(|| bad("pixel count does not match the size".into()))?;
+        .ok_or_else(|| "pixel count does not match the size".to_string())?;
     Ok((image, text))
 }
 

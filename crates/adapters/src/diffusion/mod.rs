@@ -23,7 +23,7 @@ use crate::context::LoadContext;
 use crate::error::AdapterError;
 use crate::load::Loaded;
 
-pub use self::image::{RgbImage, read_png, write_png};
+pub use self::image::{RgbImage, decode_png, read_png, write_png};
 pub use self::noise::{NoiseSource, RecordedNoise, SeededNoise};
 pub use self::pipeline::{Generation, StableDiffusion};
 pub use self::scheduler::{
