@@ -2,6 +2,8 @@
 
 mod common;
 mod doctor;
+mod embed;
+mod generate;
 mod models;
 mod status;
 
@@ -24,6 +26,10 @@ enum Command {
     /// Inspect and check the model catalog.
     #[command(subcommand)]
     Models(models::Command),
+    /// Embed texts with a text encoder.
+    Embed(embed::Args),
+    /// Generate text with a language model.
+    Generate(generate::Args),
     /// Show the devices, their memory ledgers and every model's state.
     Status(status::Args),
 }
@@ -34,6 +40,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(&args),
         Command::Models(command) => models::run(&command),
         Command::Status(args) => status::run(&args),
+        Command::Embed(args) => embed::run(&args),
+        Command::Generate(args) => generate::run(&args),
     };
     match result {
         Ok(code) => code,
