@@ -33,6 +33,7 @@ pub(crate) fn python(python: &Path) -> Command {
         .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         .env("TRANSFORMERS_VERBOSITY", "error")
         .env("PYTHONWARNINGS", "ignore")
+        .env("TQDM_DISABLE", "1")
         .env("MODELMUX_CACHE_DIR", modelmux_runtime_ort::cache_dir());
     command
 }
