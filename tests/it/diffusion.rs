@@ -327,3 +327,108 @@ fn seeded_noise_is_the_same_in_every_process() {
     assert_eq!(v, again);
     assert!(v.iter().all(|x| x.is_finite()));
 }
+
+fn terrain() -> modelmux_adapters::diffusion::TerrainDiffusion {
+    let _ = modelmux_tests::runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("models.yaml");
+    std::fs::write(
+        &path,
+        "catalog_version: 1\nmodels:\n  diffusion:\n    terrain:\n      version: 0.4.2\n      architecture: terrain-diffusion\n      tasks: [text-to-image]\n      source: pypi:adaptive-terrain-diffusion==0.4.2#terrain_diffusion/weights/terrain_consistency_unet_difficulty100.onnx\n      providers: [cpu]\n",
+    )
+    .unwrap();
+    let catalog = Catalog::load(&path).unwrap();
+    let spec = catalog.get("terrain").unwrap().clone();
+    let ctx = LoadContext {
+        spec: &spec,
+        export_dir: goldens("terrain-export/terrain/0.4.2"),
+        session: SessionSpec::cpu(),
+        queue_limit: 4,
+    };
+    modelmux_adapters::diffusion::TerrainDiffusion::load(&ctx).unwrap()
+}
+
+#[test]
+fn terrain_matches_the_packages_generator() {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(goldens("terrain.json")).unwrap()).unwrap();
+    let tensors = load_tensors(&goldens("terrain.safetensors"));
+    let model = terrain();
+    let levels: Vec<f64> = meta["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let noise = &tensors["noise"];
+    let expected = &tensors["heights"];
+    // The package runs the batch in one call; the Rust pipeline takes one difficulty per
+    // request, so each terrain is generated alone from its own slice of the recorded noise.
+    for (i, level) in levels.iter().enumerate() {
+        let mut request = ImageRequest::new("");
+        request.params.insert("level".into(), *level);
+        let mut recorded =
+            RecordedNoise::new([noise.slice_axis(Axis(0), (i..i + 1).into()).to_owned()]);
+        let out = model
+            .generate_with_noise(&request, &mut recorded, &mut |_| Control::Continue)
+            .unwrap();
+        let want = expected.slice_axis(Axis(0), (i..i + 1).into()).to_owned();
+        let err = max_abs(&out.heights, &want);
+        let h = &out.heights;
+        let (min, max) = h
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let mean = h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64;
+        eprintln!(
+            "terrain level {level}: max abs error {err:.2e} m; heights min {min:.4} max {max:.4} mean {mean:.4} m"
+        );
+        assert!(err <= 1e-4, "level {level}: {err:e} > 1e-4");
+    }
+}
+
+#[test]
+fn terrain_generates_seeded_pngs_and_rejects_bad_parameters() {
+    let model = terrain();
+    let mut request = ImageRequest::new("");
+    request.seed = Some(3);
+    request.params.insert("difficulty".into(), 0.7);
+    let a = model
+        .generate(&request, &mut |_| Control::Continue)
+        .unwrap();
+    let b = model
+        .generate(&request, &mut |_| Control::Continue)
+        .unwrap();
+    assert_eq!(a.images, b.images);
+    assert_eq!((a.images[0].width, a.images[0].height), (128, 128));
+    assert!(a.images[0].pixels.iter().any(|&p| p > 0), "a flat terrain");
+    request.steps = Some(3);
+    let three = model
+        .generate(&request, &mut |_| Control::Continue)
+        .unwrap();
+    assert_eq!(three.request.steps, 3);
+    for (key, value) in [
+        ("difficulty", 1.5),
+        ("level", 0.0),
+        ("level", 2.5),
+        ("scale", 1.0),
+    ] {
+        let mut bad = ImageRequest::new("");
+        bad.params.insert(key.into(), value);
+        let err = model
+            .generate(&bad, &mut |_| Control::Continue)
+            .unwrap_err();
+        assert!(
+            matches!(err, AdapterError::InvalidRequest { .. }),
+            "{key}={value}: {err}"
+        );
+    }
+    let wrong_size = ImageRequest {
+        width: Some(64),
+        ..ImageRequest::new("")
+    };
+    assert!(
+        model
+            .generate(&wrong_size, &mut |_| Control::Continue)
+            .is_err()
+    );
+}

@@ -6,6 +6,9 @@ usage: diffusion_goldens.py SOURCES_TINY_SD OUT_DIR
    v-prediction, and each timestep spacing), a fixed initial sample, a recorded sequence of model
    outputs (seeded random tensors standing in for a UNet), every noise tensor the scheduler drew,
    and what `scale_model_input` and `step` returned at each step.
+3. `terrain.safetensors` + `terrain.json` and `terrain-export/`: the terrain model exported from
+   `adaptive-terrain-diffusion==0.4.2` (the wheel is fetched with pip), and heightmaps from the
+   package's own `TerrainGenerator` with the noise it drew.
 2. `pipeline.safetensors` + `pipeline.json`: diffusers' StableDiffusionPipeline and
    StableDiffusionImg2ImgPipeline on the tiny-sd weights (PyTorch), with every `randn_tensor` draw
    recorded so the Rust pipeline can replay them: the decoded images (`output_type="np"`, in
@@ -167,6 +170,41 @@ def record_pipeline(src, out):
     (out / "pipeline.json").write_text(json.dumps({"diffusers": diffusers.__version__, "cases": cases}, indent=1))
 
 
+TERRAIN_SOURCE = "pypi:adaptive-terrain-diffusion==0.4.2#terrain_diffusion/weights/terrain_consistency_unet_difficulty100.onnx"
+
+
+def record_terrain(out):
+    """The terrain export (as `cargo xtask export terrain` makes it) and the package's own
+    `TerrainGenerator` output for a fixed seed, with the noise it drew."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "export"))
+    import main as export_main
+
+    export_dir = out / "terrain-export" / "terrain" / "0.4.2"
+    export_main.export({"arch": "terrain-diffusion", "source": TERRAIN_SOURCE, "source_uri": TERRAIN_SOURCE,
+                        "out": str(export_dir), "id": "terrain", "version": "0.4.2"})
+    onnx_path, _ = export_main.pypi(TERRAIN_SOURCE)
+    wheel_root = Path(onnx_path).parents[2]
+    sys.path.insert(0, str(wheel_root))
+    from terrain_diffusion.generator import TerrainGenerator
+
+    gen = TerrainGenerator(model=onnx_path, device="cpu")
+    seed, levels = 42, [50, 80]
+    heights = gen.generate(len(levels), shape=128, difficulty=levels, seed=seed)
+    # With explicit levels the generator's only draw is the initial noise (one batch of 16 or
+    # fewer), so the same generator state reproduces it.
+    noise = np.random.default_rng(seed).standard_normal((len(levels), 1, 128, 128), dtype=np.float32)
+    labels = ((np.asarray(levels) - 1) / 99).astype(np.float32)
+    again = gen._from_model_space(gen._denoise(noise * np.float32(gen.sigma_max), np.full(2, gen.sigma_max, np.float32),
+                                               labels), zero_floor=True)
+    assert np.array_equal(again, heights), "the recorded noise does not reproduce the generator"
+    tensors = {"noise": torch.from_numpy(noise), "heights": torch.from_numpy(np.ascontiguousarray(heights))}
+    save_file(tensors, str(out / "terrain.safetensors"))
+    stats = [{"level": lv, "min": float(h.min()), "max": float(h.max()), "mean": float(h.mean())}
+             for lv, h in zip(levels, heights)]
+    (out / "terrain.json").write_text(json.dumps({"package": "adaptive-terrain-diffusion==0.4.2", "seed": seed,
+                                                  "levels": levels, "stats": stats}, indent=1))
+
+
 def main():
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +212,7 @@ def main():
     if "--schedulers-only" not in sys.argv:
         record_pipeline(src, out)
     record_schedulers(out)
+    record_terrain(out)
 
 
 if __name__ == "__main__":

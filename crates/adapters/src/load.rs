@@ -55,7 +55,9 @@ pub fn load(context: &LoadContext<'_>) -> Result<Loaded, AdapterError> {
         Architecture::ImageClassifier | Architecture::MlpHead | Architecture::Quality => {
             crate::specialized::load(context)
         }
-        Architecture::StableDiffusion => crate::diffusion::load(context),
+        Architecture::StableDiffusion | Architecture::TerrainDiffusion => {
+            crate::diffusion::load(context)
+        }
         Architecture::DallE | Architecture::OpenaiChat | Architecture::OpenaiEmbedding => {
             crate::remote::load(context)
         }

@@ -157,6 +157,12 @@ const STABLE_DIFFUSION: &[IoRequirement] = &[
     ),
 ];
 
+const TERRAIN_DIFFUSION: &[IoRequirement] = &[
+    input(&["noisy"], "the noisy sample the denoiser cleans"),
+    input(&["sigma"], "the noise level of each sample"),
+    out(&["denoised"], "the denoised sample"),
+];
+
 const BLIP_CAPTION: &[IoRequirement] = &[
     input(&["pixel_values"], "the vision encoder reads the image"),
     out(&["logits"], "the text decoder's next-token scores"),
@@ -195,6 +201,7 @@ const ENCODER_DECODER: &[IoRequirement] = &[
 pub fn required_io(architecture: Architecture) -> &'static [IoRequirement] {
     match architecture {
         Architecture::StableDiffusion => STABLE_DIFFUSION,
+        Architecture::TerrainDiffusion => TERRAIN_DIFFUSION,
         Architecture::Clip | Architecture::Align | Architecture::Flava => DUAL_ENCODER,
         Architecture::BlipCaption => BLIP_CAPTION,
         Architecture::Bert => BERT,

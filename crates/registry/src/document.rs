@@ -541,6 +541,8 @@ named_enum!(
         StableDiffusion => "stable-diffusion",
         /// OpenAI's image generation API (remote).
         DallE => "dall-e",
+        /// A noise-level-conditioned denoiser sampled without text (the terrain consistency model).
+        TerrainDiffusion => "terrain-diffusion",
         /// CLIP dual encoder.
         Clip => "clip",
         /// ALIGN dual encoder.
@@ -572,7 +574,9 @@ impl Architecture {
     /// The family an architecture belongs to.
     pub fn family(self) -> Family {
         match self {
-            Architecture::StableDiffusion | Architecture::DallE => Family::Diffusion,
+            Architecture::StableDiffusion | Architecture::DallE | Architecture::TerrainDiffusion => {
+                Family::Diffusion
+            }
             Architecture::Clip
             | Architecture::Align
             | Architecture::Flava

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets the offline environment variables before transformers loads)
 
 ARCHITECTURES = ["bert", "decoder-only", "clip", "stable-diffusion", "mlp-head", "encoder-decoder", "blip-caption", "align",
-                 "flava", "image-classifier"]
+                 "flava", "image-classifier", "terrain-diffusion"]
 SIDE_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
               "vocab.json", "merges.txt", "spiece.model", "preprocessor_config.json", "generation_config.json"]
 
@@ -34,7 +34,7 @@ def module_for(arch):
 
     names = {"bert": "bert", "decoder-only": "decoder", "clip": "clip", "stable-diffusion": "sd",
              "mlp-head": "mlp", "encoder-decoder": "t5", "blip-caption": "blip", "align": "clip", "flava": "clip",
-             "image-classifier": "classifier"}
+             "image-classifier": "classifier", "terrain-diffusion": "terrain"}
     if arch not in names:
         raise SystemExit(f"no exporter for architecture `{arch}` yet; available: {', '.join(names)}")
     return importlib.import_module(names[arch])

@@ -12,11 +12,13 @@ mod image;
 pub mod noise;
 mod pipeline;
 pub mod scheduler;
+mod terrain;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use modelmux_registry::Architecture;
 use serde::{Deserialize, Serialize};
 
 use crate::context::LoadContext;
@@ -30,6 +32,7 @@ pub use self::scheduler::{
     PredictionType, SCHEDULER_KINDS, Scheduler, SchedulerConfig, SchedulerError, SchedulerKind,
     TimestepSpacing, default_spacing, parse_scheduler, scheduler_name,
 };
+pub use self::terrain::{TerrainConstants, TerrainDiffusion, TerrainGeneration};
 
 /// What to generate. `None` fields take the model's [`ImageDefaults`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -183,10 +186,24 @@ pub(crate) fn fresh_seed() -> u64 {
     nanos % (1u64 << 53)
 }
 
-/// Loads the `diffusion` adapter for `context.spec`'s architecture.
+/// Loads the `diffusion` adapter for `context.spec`'s architecture: an `Arc<dyn TextToImage>`.
 pub fn load(context: &LoadContext<'_>) -> Result<Loaded, AdapterError> {
-    let pipeline = Arc::new(StableDiffusion::load(context)?);
-    let stop = Arc::clone(&pipeline);
-    let object: Arc<dyn TextToImage> = pipeline;
-    Ok(Loaded::new(object, move || stop.shutdown()))
+    match context.spec.architecture {
+        Architecture::StableDiffusion => {
+            let pipeline = Arc::new(StableDiffusion::load(context)?);
+            let stop = Arc::clone(&pipeline);
+            let object: Arc<dyn TextToImage> = pipeline;
+            Ok(Loaded::new(object, move || stop.shutdown()))
+        }
+        Architecture::TerrainDiffusion => {
+            let pipeline = Arc::new(TerrainDiffusion::load(context)?);
+            let stop = Arc::clone(&pipeline);
+            let object: Arc<dyn TextToImage> = pipeline;
+            Ok(Loaded::new(object, move || stop.shutdown()))
+        }
+        _ => Err(AdapterError::Unsupported {
+            model: context.model(),
+            architecture: context.spec.architecture.to_string(),
+        }),
+    }
 }
