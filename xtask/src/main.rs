@@ -12,6 +12,7 @@ mod schema;
 mod setup;
 mod test;
 mod verify;
+mod vision_refs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -14,6 +14,7 @@
 mod context;
 pub mod diffusion;
 mod error;
+pub mod image;
 pub mod lm;
 mod load;
 pub mod remote;

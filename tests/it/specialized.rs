@@ -1,0 +1,172 @@
+//! Attribute classifiers and quality assessors on the tiny fixtures, against PyTorch outputs on
+//! the committed test images (`xtask/python/vision_refs.py`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use modelmux_adapters::image::Image;
+use modelmux_adapters::specialized::{
+    AestheticAssessor, EmbeddingScorer, Evaluator, ImageClassifier, QualityAssessor,
+    ZeroShotAttributes,
+};
+use modelmux_adapters::vlm::{ImageTextEncoder, cosine, softmax};
+use ndarray::ArrayD;
+
+use crate::vlm::{manager, parity_images, refs, tolerance};
+
+fn unit_rows(a: &ArrayD<f32>) -> Vec<Vec<f32>> {
+    a.outer_iter()
+        .map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+fn prompts() -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(modelmux_tests::fixture("vision/refs.json")).unwrap(),
+    )
+    .unwrap();
+    json["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A dedicated ONNX classifier: softmax of the logits PyTorch gives on the same image files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_vit_classifier_matches_pytorch() {
+    let manager = manager();
+    let classifier = manager
+        .get_model::<Arc<dyn ImageClassifier>>("tiny-vit-classifier")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let attributes = classifier.attributes();
+    assert_eq!(attributes[0].labels, ["bright", "dim", "neutral"]);
+    let images: Vec<Image> = parity_images().into_iter().map(|(_, i)| i).collect();
+    let ours = classifier
+        .classify(&images)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let golden = &refs("tiny-vit-classifier.safetensors")["logits"];
+    let mut worst = 0.0f32;
+    for (scores, logits) in ours.iter().zip(golden.outer_iter()) {
+        let expected = softmax(&logits.iter().copied().collect::<Vec<f32>>());
+        for (label, p) in scores[0].labels.iter().zip(expected) {
+            worst = worst.max((label.score - p).abs());
+        }
+    }
+    println!(
+        "tiny-vit-classifier: {} images, probabilities max abs diff {worst:.2e}",
+        images.len()
+    );
+    assert!(worst <= tolerance("tiny-vit-classifier"), "{worst}");
+}
+
+/// Zero-shot attributes through tiny-clip: each attribute's probabilities are the softmax of the
+/// scaled cosine similarities of the PyTorch embeddings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_shot_attributes_match_pytorch_embeddings() {
+    let manager = manager();
+    let encoder = manager
+        .get_model::<Arc<dyn ImageTextEncoder>>("tiny-clip")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = prompts();
+    let sets = BTreeMap::from([
+        (
+            "subject".to_owned(),
+            vec![p[0].clone(), p[1].clone(), p[4].clone()],
+        ),
+        ("lighting".to_owned(), vec![p[2].clone(), p[3].clone()]),
+    ]);
+    let classifier = ZeroShotAttributes::new(Arc::clone(&encoder), sets.clone()).unwrap();
+    let images: Vec<Image> = parity_images().into_iter().map(|(_, i)| i).collect();
+    let ours = classifier
+        .classify(&images)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let golden = refs("tiny-clip.safetensors");
+    let (image_embeds, text_embeds) = (
+        unit_rows(&golden["image_embeds"]),
+        unit_rows(&golden["text_embeds"]),
+    );
+    let index = |prompt: &str| p.iter().position(|q| q == prompt).unwrap();
+    let mut worst = 0.0f32;
+    for (per_image, image) in ours.iter().zip(&image_embeds) {
+        for scores in per_image {
+            let logits: Vec<f32> = sets[&scores.attribute]
+                .iter()
+                .map(|prompt| encoder.logit_scale() * cosine(image, &text_embeds[index(prompt)]))
+                .collect();
+            for (label, expected) in scores.labels.iter().zip(softmax(&logits)) {
+                worst = worst.max((label.score - expected).abs());
+            }
+        }
+    }
+    println!("zero-shot attributes (tiny-clip): max abs diff {worst:.2e}");
+    assert!(worst <= 1e-4, "{worst}");
+    assert!(ZeroShotAttributes::new(Arc::clone(&encoder), BTreeMap::new()).is_err());
+}
+
+/// The aesthetic head over tiny-clip's normalised image embeddings, and `evaluate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aesthetic_scores_match_pytorch_and_evaluate_combines_everything() {
+    let manager = manager();
+    let head = manager
+        .get_model::<Arc<dyn EmbeddingScorer>>("tiny-aesthetic")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(head.input_model(), Some("tiny-clip"));
+    let encoder = manager
+        .get_model::<Arc<dyn ImageTextEncoder>>("tiny-clip")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let assessor =
+        Arc::new(AestheticAssessor::new(Arc::clone(&head), Arc::clone(&encoder)).unwrap());
+    let images: Vec<Image> = parity_images().into_iter().map(|(_, i)| i).collect();
+    let scores = assessor
+        .assess(&images)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let golden = &refs("tiny-aesthetic.safetensors")["score"];
+    let worst = scores
+        .iter()
+        .zip(golden.iter())
+        .map(|(s, g)| (s.score - g).abs())
+        .fold(0.0, f32::max);
+    println!(
+        "tiny-aesthetic over tiny-clip: {} images, max abs diff {worst:.2e}",
+        images.len()
+    );
+    assert!(worst <= tolerance("tiny-aesthetic"), "{worst}");
+    assert!(scores[0].scale.higher_is_better);
+
+    let mut evaluator = Evaluator::new(Arc::clone(&encoder));
+    let p = prompts();
+    evaluator.classifiers.push(Arc::new(
+        ZeroShotAttributes::new(
+            Arc::clone(&encoder),
+            BTreeMap::from([("lighting".to_owned(), vec![p[2].clone(), p[3].clone()])]),
+        )
+        .unwrap(),
+    ));
+    evaluator.assessors.push(assessor);
+    let evaluation = evaluator
+        .evaluate(&images[0], &p[0])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let golden = refs("tiny-clip.safetensors");
+    let expected = cosine(
+        &unit_rows(&golden["image_embeds"])[0],
+        &unit_rows(&golden["text_embeds"])[0],
+    );
+    assert!((evaluation.cosine - expected).abs() <= 1e-4);
+    assert!((evaluation.clip_score - 2.5 * expected.max(0.0)).abs() <= 1e-4);
+    assert_eq!(evaluation.attributes.len(), 1);
+    assert_eq!(evaluation.quality.len(), 1);
+    assert!((evaluation.quality[0].1.score - scores[0].score).abs() <= 1e-5);
+}
