@@ -27,6 +27,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
     let out = graphs(root)?;
     tiny_models(root, &out.join("tiny"))?;
     diffusion_goldens(root, &out)?;
+    crate::vision_refs::run(root, &out)?;
     Ok(out)
 }
 
