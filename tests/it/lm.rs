@@ -627,6 +627,8 @@ fn smollm2_greedy_tokens_equal_transformers_generate() {
     assert!(prompts.len() >= 5);
     for (i, prompt) in prompts.iter().enumerate() {
         let prompt = prompt.as_str().unwrap();
+        // Plain text, tokenized as transformers' `tokenizer(prompt)` (the catalog's chat template
+        // is bypassed by passing the ids).
         let prompt_ids = generator
             .tokenizer()
             .encode_batch(&[prompt], true)
@@ -638,10 +640,14 @@ fn smollm2_greedy_tokens_equal_transformers_generate() {
         );
         let expected = ids(&golden["tokens"][i]);
         let result = generator
-            .generate(prompt, &greedy(expected.len()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        // transformers keeps generating after EOS only because min_new_tokens asks it to; ours
-        // stops there, so compare up to our end.
+            .generate_batch(
+                &[Prompt::Tokens(prompt_ids[0].ids.clone())],
+                &greedy(expected.len()),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(0);
+        // transformers generated past EOS only because min_new_tokens asked it to; ours stops
+        // there, so the comparison runs up to our end.
         assert_eq!(
             result.tokens,
             expected[..result.tokens.len()],
@@ -649,6 +655,33 @@ fn smollm2_greedy_tokens_equal_transformers_generate() {
         );
         println!(
             "smollm2 prompt {i}: {} greedy tokens identical: {:?}",
+            result.tokens.len(),
+            result.text
+        );
+    }
+    // The same prompts as one user message through the chat template (the catalog turns it on,
+    // so plain text goes through it): the rendered ids and the greedy answer.
+    let chat_ids = golden["chat_prompt_ids"]
+        .as_array()
+        .expect("chat_prompt_ids (the tokenizer has a chat template)");
+    for (i, prompt) in prompts.iter().enumerate() {
+        let expected = ids(&golden["chat_tokens"][i]);
+        let mut first = None;
+        let result = generator
+            .generate_stream(
+                &[Prompt::from(prompt.as_str().unwrap())],
+                &greedy(32),
+                &mut |event| {
+                    first.get_or_insert(event.token);
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(0);
+        assert_eq!(result.tokens, expected, "chat prompt {i}");
+        assert!(!chat_ids[i].as_array().unwrap().is_empty());
+        println!(
+            "smollm2 chat {i}: {} tokens identical: {:?}",
             result.tokens.len(),
             result.text
         );

@@ -9,7 +9,8 @@ Writes `lm-golden.json` into an export folder:
   sentences (empty, very long → truncated at max_seq_length, non-ASCII, emoji) plus the token
   ids its tokenizer produced, so a mismatch can be told apart from a tokenizer mismatch.
 - decoder: transformers `generate(do_sample=False, max_new_tokens=32)` on 6 prompts, one at a
-  time (no padding), with the prompt ids. A `.gguf` file is loaded with `gguf_file=` and its
+  time (no padding), with the prompt ids; when the tokenizer has a chat template, also each
+  prompt as one user message through it (ids and 32 greedy tokens, stopping at EOS). A `.gguf` file is loaded with `gguf_file=` and its
   weights dequantised, as the exporter does; the reference is the dequantised model.
 
 Run it with the export environment's Python (the one `cargo xtask export` made, under
@@ -143,13 +144,27 @@ def decoder(source, export_dir):
                                  pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
         prompt_ids.append(encoded["input_ids"][0].tolist())
         tokens.append(out[0, encoded["input_ids"].shape[1]:].tolist())
-    return {
+    golden = {
         "reference": f"transformers {transformers.__version__} generate(do_sample=False) / torch {torch.__version__} on CPU",
         "prompts": PROMPTS,
         "prompt_ids": prompt_ids,
         "max_new_tokens": 32,
         "tokens": tokens,
     }
+    if tokenizer.chat_template:
+        # Each prompt as one user message through the model's chat template, as a chat UI sends it.
+        chat_ids, chat_tokens = [], []
+        for prompt in PROMPTS:
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                tokenize=True, return_dict=True, return_tensors="pt")
+            with torch.no_grad():
+                out = model.generate(**ids, do_sample=False, max_new_tokens=32,
+                                     pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+            chat_ids.append(ids["input_ids"][0].tolist())
+            chat_tokens.append(out[0, ids["input_ids"].shape[1]:].tolist())
+        golden["chat_prompt_ids"] = chat_ids
+        golden["chat_tokens"] = chat_tokens
+    return golden
 
 
 def main():

@@ -14,6 +14,7 @@ use ndarray::{Array2, Array4, ArrayD, Axis, Ix3, s};
 
 use crate::context::LoadContext;
 use crate::error::AdapterError;
+use crate::lm::chat::ChatTemplate;
 use crate::lm::config::ExportFacts;
 use crate::lm::generate::{self, LoopConfig, Stepper};
 use crate::lm::tokenize::TextTokenizer;
@@ -25,6 +26,7 @@ pub struct DecoderOnly {
     model: String,
     pool: SessionPool,
     tokenizer: TextTokenizer,
+    chat: Option<ChatTemplate>,
     defaults: Option<GenerationDefaults>,
     layers: usize,
     kv_heads: usize,
@@ -78,10 +80,18 @@ impl DecoderOnly {
             .copied()
             .or_else(|| eos.first().copied())
             .unwrap_or_else(|| tokenizer.pad_id());
+        let chat = match ChatTemplate::load(&model, &context.export_dir) {
+            Ok(chat) => chat,
+            Err(e) => {
+                pool.shutdown();
+                return Err(e);
+            }
+        };
         Ok(Self {
             model,
             pool,
             tokenizer,
+            chat,
             defaults: context.spec.params.generation.clone(),
             layers,
             kv_heads,
@@ -120,7 +130,12 @@ impl TextGenerator for DecoderOnly {
             eos: &self.eos,
             pad: self.pad,
             context_length: self.context_length,
-            add_special_tokens: true,
+            chat: self.chat.as_ref(),
+            chat_by_default: self
+                .defaults
+                .as_ref()
+                .and_then(|d| d.chat_template)
+                .unwrap_or(false),
         };
         let mut ids = config.tokenize(prompts)?;
         for prompt in &mut ids {

@@ -7,6 +7,7 @@ use modelmux_registry::GenerationDefaults;
 use ndarray::Array2;
 
 use crate::error::AdapterError;
+use crate::lm::chat::{ChatMessage, ChatTemplate};
 use crate::lm::sampling::Sampler;
 use crate::lm::tokenize::TextTokenizer;
 use crate::lm::{FinishReason, Generation, GenerationOptions, Prompt, TokenEvent};
@@ -33,8 +34,11 @@ pub(crate) struct LoopConfig<'a> {
     pub(crate) pad: u32,
     /// Tokens the model can see in total (prompt + new), when it has a limit.
     pub(crate) context_length: Option<usize>,
-    /// Whether the model's tokenizer adds special tokens to text prompts (transformers' default).
-    pub(crate) add_special_tokens: bool,
+    /// The tokenizer's chat template, if any.
+    pub(crate) chat: Option<&'a ChatTemplate>,
+    /// Whether text prompts go through the chat template (the catalog's
+    /// `generation.chat_template`).
+    pub(crate) chat_by_default: bool,
 }
 
 impl LoopConfig<'_> {
@@ -51,16 +55,35 @@ impl LoopConfig<'_> {
         for prompt in prompts {
             let ids = match prompt {
                 Prompt::Tokens(ids) => ids.clone(),
-                Prompt::Text(text) => self
-                    .tokenizer
-                    .encode_batch(&[text.as_str()], self.add_special_tokens)?
-                    .pop()
-                    .map(|e| e.ids)
-                    .unwrap_or_default(),
+                Prompt::Chat(messages) => self.chat_ids(messages)?,
+                Prompt::Text(text) if self.chat_by_default && self.chat.is_some() => {
+                    self.chat_ids(&[ChatMessage::new("user", text.as_str())])?
+                }
+                Prompt::Text(text) => self.encode(text, true)?,
             };
             out.push(ids);
         }
         Ok(out)
+    }
+}
+
+impl LoopConfig<'_> {
+    fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, AdapterError> {
+        Ok(self
+            .tokenizer
+            .encode_batch(&[text], add_special_tokens)?
+            .pop()
+            .map(|e| e.ids)
+            .unwrap_or_default())
+    }
+
+    /// A conversation's ids: the rendered template already holds its special tokens, so none
+    /// are added (as `apply_chat_template` tokenizes).
+    fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, AdapterError> {
+        let template = self
+            .chat
+            .ok_or_else(|| self.invalid("the model's tokenizer has no chat template"))?;
+        self.encode(&template.render(messages)?, false)
     }
 }
 

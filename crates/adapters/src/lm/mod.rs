@@ -13,6 +13,7 @@
 //! threads of their own); async callers wrap calls in `tokio::task::spawn_blocking`.
 
 mod bert;
+mod chat;
 mod config;
 mod decoder;
 mod generate;
@@ -30,6 +31,7 @@ use crate::error::AdapterError;
 use crate::load::Loaded;
 
 pub use self::bert::BertEncoder;
+pub use self::chat::ChatMessage;
 pub use self::decoder::DecoderOnly;
 pub use self::sampling::SeededRng;
 pub use self::t5::EncoderDecoder;
@@ -66,8 +68,12 @@ pub trait TextClassifier: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prompt {
     /// Text, tokenized with the model's tokenizer (special tokens added as transformers adds
-    /// them by default).
+    /// them by default). When the catalog sets `generation.chat_template` and the tokenizer has
+    /// a template, the text is sent as one user message through it instead.
     Text(String),
+    /// A conversation, rendered with the model's chat template (an error without one) and the
+    /// assistant's turn opened.
+    Chat(Vec<ChatMessage>),
     /// Token ids, used as they are.
     Tokens(Vec<u32>),
 }

@@ -91,7 +91,8 @@ impl TextGenerator for EncoderDecoder {
             eos: &self.eos,
             pad: self.pad,
             context_length: None,
-            add_special_tokens: true,
+            chat: None,
+            chat_by_default: false,
         };
         let ids = config.tokenize(prompts)?;
         let mut stepper = UncachedDecoder {
