@@ -7,3 +7,5 @@ mod manager;
 mod remote;
 mod runtime;
 mod send_sync;
+mod specialized;
+mod vlm;
