@@ -136,36 +136,46 @@ def record_pipeline(src, out):
     tensors["init_image"] = torch.from_numpy(init_u8.copy())
     from PIL import Image
     init_pil = Image.fromarray(init_u8)
-    i = 0
-    for kind, cls in [("ddim", DDIMScheduler), ("euler", EulerDiscreteScheduler)]:
-        for guidance in [1.0, 7.5]:
-            for mode in ["txt2img", "img2img"]:
-                name = f"{mode}/{kind}/g{guidance}"
-                rec = Recorder(100 + i)
-                i += 1
-                for mod in (p_t2i, p_i2i, vae_mod, s_euler, s_ddim, tu):
-                    if hasattr(mod, "randn_tensor"):
-                        mod.randn_tensor = rec
-                sched = cls.from_config(sconfig)
-                prompt, negative = "a photo of a cat sitting on a red sofa", "dim lighting"
-                steps = 6
-                with torch.no_grad():
-                    if mode == "txt2img":
-                        pipe = StableDiffusionPipeline(scheduler=sched, **components)
-                        image = pipe(prompt, negative_prompt=negative, height=32, width=32, num_inference_steps=steps,
-                                     guidance_scale=guidance, output_type="np").images
-                        strength = None
-                    else:
-                        pipe = StableDiffusionImg2ImgPipeline(scheduler=sched, **components)
-                        strength = 0.6
-                        image = pipe(prompt, image=init_pil, negative_prompt=negative, strength=strength,
-                                     num_inference_steps=steps, guidance_scale=guidance, output_type="np").images
-                tensors[f"{name}/image"] = torch.from_numpy(np.ascontiguousarray(image))
-                for k, d in enumerate(rec.draws):
-                    tensors[f"{name}/noise/{k}"] = d.contiguous()
-                cases.append({"name": name, "scheduler": kind, "guidance_scale": guidance, "mode": mode,
-                              "prompt": prompt, "negative_prompt": negative, "steps": steps, "strength": strength,
-                              "width": 32, "height": 32, "draws": len(rec.draws)})
+    import diffusers.schedulers.scheduling_euler_ancestral_discrete as s_euler_a
+    combos = [(kind, guidance, mode, "epsilon") for kind in ["ddim", "euler"] for guidance in [1.0, 7.5]
+              for mode in ["txt2img", "img2img"]]
+    # v-prediction (SD 2.x) through the same weights, and the other samplers (euler-ancestral
+    # draws noise every step, so its order of draws is checked too).
+    combos += [("ddim", 7.5, "txt2img", "v_prediction"), ("euler", 7.5, "txt2img", "v_prediction"),
+               ("pndm", 7.5, "txt2img", "epsilon"), ("euler-ancestral", 7.5, "txt2img", "epsilon"),
+               ("dpm-solver-multistep", 7.5, "txt2img", "epsilon")]
+    patched = (p_t2i, p_i2i, vae_mod, s_euler, s_euler_a, s_ddim, tu)
+    originals = {mod: mod.randn_tensor for mod in patched if hasattr(mod, "randn_tensor")}
+    for i, (kind, guidance, mode, prediction) in enumerate(combos):
+        cls = CLASSES[kind]
+        name = f"{mode}/{kind}/g{guidance}" + ("" if prediction == "epsilon" else "/v")
+        rec = Recorder(100 + i)
+        for mod in originals:
+            mod.randn_tensor = rec
+        sched = cls.from_config(sconfig, prediction_type=prediction)
+        prompt, negative = "a photo of a cat sitting on a red sofa", "dim lighting"
+        steps = 6
+        with torch.no_grad():
+            if mode == "txt2img":
+                pipe = StableDiffusionPipeline(scheduler=sched, **components)
+                image = pipe(prompt, negative_prompt=negative, height=32, width=32, num_inference_steps=steps,
+                             guidance_scale=guidance, output_type="np").images
+                strength = None
+            else:
+                pipe = StableDiffusionImg2ImgPipeline(scheduler=sched, **components)
+                strength = 0.6
+                image = pipe(prompt, image=init_pil, negative_prompt=negative, strength=strength,
+                             num_inference_steps=steps, guidance_scale=guidance, output_type="np").images
+        tensors[f"{name}/image"] = torch.from_numpy(np.ascontiguousarray(image))
+        for k, d in enumerate(rec.draws):
+            tensors[f"{name}/noise/{k}"] = d.contiguous()
+        cases.append({"name": name, "scheduler": kind, "guidance_scale": guidance, "mode": mode,
+                      "prediction_type": prediction,
+                      "prompt": prompt, "negative_prompt": negative, "steps": steps, "strength": strength,
+                      "width": 32, "height": 32, "draws": len(rec.draws)})
+    # Later recordings (the schedulers') draw through their generators again.
+    for mod, original in originals.items():
+        mod.randn_tensor = original
     save_file(tensors, str(out / "pipeline.safetensors"))
     (out / "pipeline.json").write_text(json.dumps({"diffusers": diffusers.__version__, "cases": cases}, indent=1))
 
