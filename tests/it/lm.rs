@@ -639,20 +639,16 @@ fn smollm2_greedy_tokens_equal_transformers_generate() {
             "prompt {i}: token ids differ"
         );
         let expected = ids(&golden["tokens"][i]);
+        // The goldens ask for exactly 32 new tokens (min_new_tokens), so both sides suppress EOS.
+        let options = GenerationOptions {
+            min_new_tokens: Some(expected.len()),
+            ..greedy(expected.len())
+        };
         let result = generator
-            .generate_batch(
-                &[Prompt::Tokens(prompt_ids[0].ids.clone())],
-                &greedy(expected.len()),
-            )
+            .generate_batch(&[Prompt::Tokens(prompt_ids[0].ids.clone())], &options)
             .unwrap_or_else(|e| panic!("{e}"))
             .remove(0);
-        // transformers generated past EOS only because min_new_tokens asked it to; ours stops
-        // there, so the comparison runs up to our end.
-        assert_eq!(
-            result.tokens,
-            expected[..result.tokens.len()],
-            "prompt {i} {prompt:?}"
-        );
+        assert_eq!(result.tokens, expected, "prompt {i} {prompt:?}");
         println!(
             "smollm2 prompt {i}: {} greedy tokens identical: {:?}",
             result.tokens.len(),

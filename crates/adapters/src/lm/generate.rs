@@ -153,6 +153,13 @@ pub(crate) fn generate(
                 continue;
             }
             let mut scores = logits.row(index).to_vec();
+            if row.tokens.len() < options.min_new_tokens.unwrap_or(0) {
+                for &eos in config.eos {
+                    if let Some(score) = scores.get_mut(eos as usize) {
+                        *score = f32::NEG_INFINITY;
+                    }
+                }
+            }
             let token = row.sampler.choose(&mut scores, &row.history);
             next[index] = token;
             row.tokens.push(token);

@@ -100,6 +100,9 @@ impl From<String> for Prompt {
 pub struct GenerationOptions {
     /// The most new tokens; the catalog's `generation.max_new_tokens` (else 128) when unset.
     pub max_new_tokens: Option<usize>,
+    /// The end-of-sequence token is suppressed until this many new tokens exist (transformers'
+    /// `min_new_tokens`).
+    pub min_new_tokens: Option<usize>,
     /// Generation stops once the new text contains one of these; the text ends before it.
     pub stop_sequences: Vec<String>,
     /// Softmax temperature; 0 means greedy.
