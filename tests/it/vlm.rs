@@ -41,6 +41,11 @@ pub(crate) fn refs_in(path: &std::path::Path) -> BTreeMap<String, ArrayD<f32>> {
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
                 safetensors::Dtype::U8 => view.data().iter().map(|&v| f32::from(v)).collect(),
+                safetensors::Dtype::F64 => view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
                 safetensors::Dtype::I64 => view
                     .data()
                     .chunks_exact(8)

