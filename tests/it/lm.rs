@@ -561,21 +561,18 @@ fn ids(value: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-#[ignore = "real weights: needs `cargo xtask export minilm` and xtask/python/lm_goldens.py's lm-golden.json"]
-fn minilm_matches_sentence_transformers() {
-    let (catalog, exports, golden) = real_export(
-        "minilm",
-        "python xtask/python/lm_goldens.py minilm <model dir> exports/minilm/1.0.0",
-    );
-    let encoder = load(&catalog, &exports, "minilm", BertEncoder::load);
+/// Tokenizes and embeds a reference's `texts`, checks the token ids equal its `input_ids`, and
+/// returns (text, our vector, the reference vector) for each.
+fn embed_reference_texts(
+    encoder: &BertEncoder,
+    golden: &serde_json::Value,
+) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     let texts: Vec<&str> = golden["texts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    assert!(texts.len() >= 50);
     let tokenized = encoder
         .tokenizer()
         .encode_batch(&texts, true)
@@ -593,25 +590,42 @@ fn minilm_matches_sentence_transformers() {
         );
     }
     let vectors = encoder.embed(&texts).unwrap_or_else(|e| panic!("{e}"));
-    let mut worst = 1f32;
-    for (i, (ours, theirs)) in vectors
+    let references = golden["embeddings"].as_array().unwrap();
+    texts
         .iter()
-        .zip(golden["embeddings"].as_array().unwrap())
-        .enumerate()
-    {
-        let theirs: Vec<f32> = theirs
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let c = cosine(ours, &theirs);
+        .zip(vectors)
+        .zip(references)
+        .map(|((text, ours), theirs)| {
+            let theirs = theirs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            ((*text).to_owned(), ours, theirs)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "real weights: needs `cargo xtask export minilm` and xtask/python/lm_goldens.py's lm-golden.json"]
+fn minilm_matches_sentence_transformers() {
+    let (catalog, exports, golden) = real_export(
+        "minilm",
+        "python xtask/python/lm_goldens.py minilm <model dir> exports/minilm/1.0.0",
+    );
+    let encoder = load(&catalog, &exports, "minilm", BertEncoder::load);
+    let compared = embed_reference_texts(&encoder, &golden);
+    assert!(compared.len() >= 50);
+    let mut worst = 1f32;
+    for (text, ours, theirs) in &compared {
+        let c = cosine(ours, theirs);
         worst = worst.min(c);
-        assert!(c >= 0.9999, "text {i} {:?}: cosine {c}", texts[i]);
+        assert!(c >= 0.9999, "{text:?}: cosine {c}");
     }
     println!(
         "minilm: {} texts, token ids identical, min cosine vs sentence-transformers {worst:.7}",
-        texts.len()
+        compared.len()
     );
 }
 
@@ -682,4 +696,78 @@ fn smollm2_greedy_tokens_equal_transformers_generate() {
             result.text
         );
     }
+}
+
+/// A text-level reference of `cargo xtask fixtures` (`xtask/python/lm_goldens.py tiny`).
+fn tiny_text_golden(id: &str) -> serde_json::Value {
+    let path = fixture(&format!("lm/{id}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
+}
+
+#[test]
+fn tiny_bert_texts_tokenize_and_embed_as_transformers() {
+    let exports = tiny_exports();
+    let encoder = load(&tiny_catalog(), &exports, "tiny-bert", BertEncoder::load);
+    let compared = embed_reference_texts(&encoder, &tiny_text_golden("tiny-bert"));
+    let worst = compared
+        .iter()
+        .map(|(_, ours, theirs)| max_abs(ours, theirs))
+        .fold(0.0, f32::max);
+    let atol = tolerance(&exports, "tiny-bert", "0.1.0");
+    println!(
+        "tiny-bert: {} texts, token ids identical, embeddings max abs diff {worst:.2e}",
+        compared.len()
+    );
+    assert!(worst <= atol, "{worst} > {atol}");
+}
+
+/// 32 greedy tokens from text prompts, as transformers' `generate(min_new_tokens=32)`.
+fn check_text_generation(generator: &dyn TextGenerator, id: &str) {
+    let golden = tiny_text_golden(id);
+    for (i, prompt) in golden["prompts"].as_array().unwrap().iter().enumerate() {
+        let expected = ids(&golden["tokens"][i]);
+        let options = GenerationOptions {
+            min_new_tokens: Some(expected.len()),
+            ..greedy(expected.len())
+        };
+        let result = generator
+            .generate_batch(&[Prompt::from(prompt.as_str().unwrap())], &options)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remove(0);
+        assert_eq!(result.tokens, expected, "{id} prompt {i} {prompt}");
+    }
+    println!(
+        "{id}: {} text prompts × 32 greedy tokens identical",
+        golden["prompts"].as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn tiny_gpt2_text_prompts_generate_32_tokens_as_transformers() {
+    let generator = load(
+        &tiny_catalog(),
+        &tiny_exports(),
+        "tiny-gpt2",
+        DecoderOnly::load,
+    );
+    let golden = tiny_text_golden("tiny-gpt2");
+    for (i, prompt) in golden["prompts"].as_array().unwrap().iter().enumerate() {
+        let ours = generator
+            .tokenizer()
+            .encode_batch(&[prompt.as_str().unwrap()], true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ours[0].ids, ids(&golden["prompt_ids"][i]), "prompt {i}");
+    }
+    check_text_generation(&generator, "tiny-gpt2");
+}
+
+#[test]
+fn tiny_t5_text_prompts_generate_32_tokens_as_transformers() {
+    let generator = load(
+        &tiny_catalog(),
+        &tiny_exports(),
+        "tiny-t5",
+        EncoderDecoder::load,
+    );
+    check_text_generation(&generator, "tiny-t5");
 }

@@ -4,6 +4,12 @@ Writes `lm-golden.json` into an export folder:
 
     python lm_goldens.py minilm  <sentence-transformers model dir> <exports/minilm/1.0.0>
     python lm_goldens.py decoder <model dir or .gguf file>          <exports/smollm2/1.0.0>
+    python lm_goldens.py tiny    <target/modelmux-fixtures/tiny>    <target/modelmux-fixtures/lm>
+
+- tiny (a `cargo xtask fixtures` stage): from the tiny models' PyTorch weights, text-level
+  references the export goldens lack: tiny-bert's token ids and mean-pooled, normalised
+  embeddings of varied texts; tiny-gpt2's and tiny-t5's prompt ids and 32 greedy tokens
+  (`min_new_tokens=32`) for 6 prompts. One `<id>.json` each.
 
 - minilm: `SentenceTransformer(dir).encode(texts, normalize_embeddings=False)` on 60 varied
   sentences (empty, very long → truncated at max_seq_length, non-ASCII, emoji) plus the token
@@ -167,14 +173,61 @@ def decoder(source, export_dir):
     return golden
 
 
+def tiny(tiny_dir, out_dir):
+    import transformers
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    sources = tiny_dir / "sources"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = f"transformers {transformers.__version__} / torch {torch.__version__} on CPU"
+
+    # tiny-bert: BertModel's last hidden state, mean-pooled over the mask and normalised.
+    folder = sources / "tiny-bert"
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    texts = SENTENCES[:40]
+    ids, embeddings = [], []
+    for text in texts:
+        encoded = tokenizer(text, truncation=True, max_length=128, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**encoded).last_hidden_state[0]
+        mask = encoded["attention_mask"][0].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(0) / mask.sum(0).clamp(min=1e-9)
+        ids.append(encoded["input_ids"][0].tolist())
+        embeddings.append(torch.nn.functional.normalize(pooled, dim=0).tolist())
+    write(out_dir / "tiny-bert.json", {"reference": reference, "texts": texts, "input_ids": ids, "embeddings": embeddings})
+
+    for name, cls in (("tiny-gpt2", AutoModelForCausalLM), ("tiny-t5", AutoModelForSeq2SeqLM)):
+        folder = sources / name
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = cls.from_pretrained(str(folder)).eval()
+        prompt_ids, tokens = [], []
+        for prompt in PROMPTS:
+            encoded = tokenizer(prompt, return_tensors="pt")
+            with torch.no_grad():
+                out = model.generate(**encoded, do_sample=False, max_new_tokens=32, min_new_tokens=32,
+                                     pad_token_id=model.generation_config.pad_token_id)
+            prompt_ids.append(encoded["input_ids"][0].tolist())
+            # Decoder-only outputs repeat the prompt; T5's start with the decoder start token.
+            new = out[0, encoded["input_ids"].shape[1]:] if name == "tiny-gpt2" else out[0, 1:]
+            tokens.append(new.tolist())
+        write(out_dir / f"{name}.json", {"reference": reference, "prompts": PROMPTS, "prompt_ids": prompt_ids,
+                                         "max_new_tokens": 32, "tokens": tokens})
+
+
+def write(path, golden):
+    path.write_text(json.dumps(golden, ensure_ascii=False))
+    print(f"wrote {path}")
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("minilm", "decoder"):
+    if len(sys.argv) != 4 or sys.argv[1] not in ("minilm", "decoder", "tiny"):
         sys.exit(__doc__)
-    kind, source, export_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    golden = minilm(source, export_dir) if kind == "minilm" else decoder(source, export_dir)
-    out = export_dir / "lm-golden.json"
-    out.write_text(json.dumps(golden, ensure_ascii=False))
-    print(f"wrote {out}")
+    kind, source, target = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    if kind == "tiny":
+        tiny(source, target)
+    else:
+        write(target / "lm-golden.json", minilm(source, target) if kind == "minilm" else decoder(source, target))
 
 
 if __name__ == "__main__":

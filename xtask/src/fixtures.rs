@@ -28,6 +28,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
     tiny_models(root, &out.join("tiny"))?;
     diffusion_goldens(root, &out)?;
     crate::vision_refs::run(root, &out)?;
+    crate::lm_goldens::run(root, &out)?;
     Ok(out)
 }
 

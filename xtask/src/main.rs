@@ -7,6 +7,7 @@
 mod export;
 mod fixtures;
 mod import;
+mod lm_goldens;
 mod python;
 mod schema;
 mod setup;
