@@ -493,3 +493,35 @@ fn family_objects_are_send_and_sync() {
     is::<modelmux_adapters::remote::RemoteChat>();
     is::<modelmux_adapters::remote::RemoteEmbeddings>();
 }
+
+#[test]
+fn the_timestep_dtype_and_rank_come_from_the_session() {
+    // The same UNet behind an int64 scalar `timestep` (as other exporters write it) gives the
+    // same image as the float32 [batch] one when the timesteps are whole numbers (DDIM).
+    let _ = modelmux_tests::runtime();
+    let catalog_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/tiny-models.yaml");
+    let catalog = Catalog::load(&catalog_path).unwrap();
+    let spec = catalog.get("tiny-sd").unwrap().clone();
+    let ctx = LoadContext {
+        spec: &spec,
+        export_dir: goldens("tiny-sd-int64-timestep"),
+        session: SessionSpec::cpu(),
+        queue_limit: 4,
+    };
+    let int64 = StableDiffusion::load(&ctx).unwrap();
+    let float = tiny_sd();
+    let mut request = ImageRequest::new("a lighthouse");
+    request.steps = Some(3);
+    request.scheduler = Some(SchedulerKind::Ddim);
+    let run = |sd: &StableDiffusion| {
+        sd.generate_with_noise(
+            &request,
+            &mut modelmux_adapters::diffusion::SeededNoise::new(9),
+            &mut |_| Control::Continue,
+        )
+        .unwrap()
+        .decoded
+    };
+    let err = max_abs(&run(&int64), &run(&float));
+    assert!(err <= 1e-6, "{err}");
+}

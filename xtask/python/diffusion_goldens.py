@@ -16,6 +16,7 @@ usage: diffusion_goldens.py SOURCES_TINY_SD OUT_DIR
 """
 
 import json
+import shutil
 import zlib
 import sys
 from pathlib import Path
@@ -215,6 +216,33 @@ def record_terrain(out):
                                                   "levels": levels, "stats": stats}, indent=1))
 
 
+def timestep_variant(export, out):
+    """A copy of the tiny-sd export whose UNet takes the timestep as an int64 scalar (rank 0), as
+    some exporters write it: the pipeline must read the dtype and rank from the session."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(export, out)
+    path = out / "unet" / "model.onnx"
+    model = onnx.load(str(path))
+    graph = model.graph
+    old = next(i for i in graph.input if i.name == "timestep")
+    graph.input.remove(old)
+    graph.input.append(helper.make_tensor_value_info("timestep", TensorProto.INT64, []))
+    for node in graph.node:
+        node.input[:] = ["timestep_as_batch" if n == "timestep" else n for n in node.input]
+    nodes = [
+        helper.make_node("Cast", ["timestep"], ["timestep_f"], to=TensorProto.FLOAT),
+        helper.make_node("Shape", ["sample"], ["sample_shape"], start=0, end=1),
+        helper.make_node("Expand", ["timestep_f", "sample_shape"], ["timestep_as_batch"]),
+    ]
+    for n in reversed(nodes):
+        graph.node.insert(0, n)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def main():
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -223,6 +251,7 @@ def main():
         record_pipeline(src, out)
     record_schedulers(out)
     record_terrain(out)
+    timestep_variant(src.parent.parent / "exports" / "tiny-sd" / "0.1.0", out / "tiny-sd-int64-timestep")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ pub struct ResolvedRequest {
 }
 
 impl ResolvedRequest {
-    /// The parameters as one line of text (`key: value, …`), A1111-style, for a PNG chunk.
+    /// The parameters as one line of JSON, for the PNG `parameters` text chunk.
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }

@@ -350,14 +350,23 @@ impl StableDiffusion {
         }
         let ids = ArrayD::from_shape_vec(IxDyn(&[texts.len(), self.max_length]), ids)
             .map_err(|e| self.invalid(e.to_string()))?;
-        let mut out = self
+        // This project's exporter takes int64 ids; optimum's SD exports take int32.
+        let ids = match self
             .text_encoder
-            .run_blocking(Inputs::new().with("input_ids", Tensor::I64(ids)))?;
+            .info()
+            .input("input_ids")
+            .map(|i| &i.element_type)
+        {
+            Some(ElementType::I32) => Tensor::I32(ids.mapv(|v| v as i32)),
+            _ => Tensor::I64(ids),
+        };
+        let out = self
+            .text_encoder
+            .run_blocking(Inputs::new().with("input_ids", ids))?;
         let hidden = out
             .get("last_hidden_state")
             .cloned()
             .ok_or_else(|| self.invalid("the text encoder has no last_hidden_state"))?;
-        let _ = out.take::<f32>("pooler_output");
         to_f32(hidden, &self.model)
     }
 
