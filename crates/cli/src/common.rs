@@ -63,3 +63,76 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+/// Opens an image for a vision model, naming the file when it cannot be read or decoded.
+pub(crate) fn open_image(
+    path: &std::path::Path,
+) -> anyhow::Result<modelmux::adapters::image::Image> {
+    modelmux::adapters::image::Image::open(path)
+        .with_context(|| format!("cannot read the image {}", path.display()))
+}
+
+/// Prints one JSON value on one line of stdout, ignoring a closed pipe: `--json` output is
+/// exactly one object, so scripts can parse stdout as a whole.
+pub(crate) fn print_json(value: &serde_json::Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}").and_then(|()| out.flush());
+}
+
+/// The catalog entry `reference` names, or an error listing the catalog's ids.
+pub(crate) fn spec<'a>(
+    manager: &'a ModelManager,
+    reference: &str,
+) -> anyhow::Result<&'a modelmux::registry::ModelSpec> {
+    manager
+        .catalog()
+        .get(reference)
+        .map_err(|e| anyhow::format_err!("{e}"))
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal and the work has
+/// taken over a second: short runs and redirected output stay clean.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    label: String,
+    enabled: bool,
+    start: std::time::Instant,
+    drawn: std::cell::Cell<bool>,
+}
+
+impl Progress {
+    pub(crate) fn new(show: bool, label: &str) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            label: label.to_owned(),
+            enabled: show && std::io::stderr().is_terminal(),
+            start: std::time::Instant::now(),
+            drawn: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Shows `done` of `total`.
+    pub(crate) fn update(&self, done: usize, total: usize) {
+        if !self.enabled || self.start.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        let width = 30;
+        let filled = (done * width).checked_div(total).unwrap_or(0).min(width);
+        eprint!(
+            "\r{} [{}{}] {done}/{total} {:.1} s",
+            self.label,
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            self.start.elapsed().as_secs_f64()
+        );
+        self.drawn.set(true);
+    }
+
+    /// Ends the bar's line, if one was drawn.
+    pub(crate) fn finish(&self) {
+        if self.drawn.get() {
+            eprintln!();
+        }
+    }
+}

@@ -1,5 +1,9 @@
-//! The `modelmux` command-line tool: inspect the machine, the catalog and the models.
+//! The `modelmux` command-line tool: inspect the machine, the catalog and the models, and run
+//! every model family through one model manager.
 
+mod assess;
+mod caption;
+mod classify;
 mod common;
 mod doctor;
 mod embed;
@@ -11,9 +15,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// What `--help` says about exit codes; README's CLI section repeats it.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  a check found problems (doctor: ONNX Runtime does not load; models check/show: an
+     incompatible model)
+  2  an error: bad arguments, an unknown or unexported model, a model that failed to load or
+     run (the message names the cause chain)";
+
 /// Use many ML models through one model manager, on scarce GPU memory.
 #[derive(Debug, Parser)]
-#[command(name = "modelmux", version, about)]
+#[command(name = "modelmux", version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,10 +39,16 @@ enum Command {
     /// Inspect and check the model catalog.
     #[command(subcommand)]
     Models(models::Command),
-    /// Embed texts with a text encoder.
+    /// Embed texts with a text encoder, or texts or images with a vision-language model.
     Embed(embed::Args),
-    /// Generate text with a language model.
+    /// Generate text with a language model, or images with a diffusion model.
     Generate(generate::Args),
+    /// Caption images with an image captioner.
+    Caption(caption::Args),
+    /// Score image attributes with a classifier, or zero-shot with a dual encoder.
+    Classify(classify::Args),
+    /// Score image quality with a quality assessor or an aesthetic head.
+    Assess(assess::Args),
     /// Show the devices, their memory ledgers and every model's state.
     Status(status::Args),
 }
@@ -42,6 +61,9 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(&args),
         Command::Embed(args) => embed::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Caption(args) => caption::run(&args),
+        Command::Classify(args) => classify::run(&args),
+        Command::Assess(args) => assess::run(&args),
     };
     match result {
         Ok(code) => code,

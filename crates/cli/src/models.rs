@@ -12,6 +12,16 @@ pub(crate) enum Command {
     List(Args),
     /// Check every model against its export and the local ONNX Runtime; exits 1 on any error.
     Check(Args),
+    /// Everything about one model: its catalog entry, its export and whether it is compatible.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShowArgs {
+    /// The model (`id` or `id@version`).
+    model: String,
+    #[command(flatten)]
+    args: Args,
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,19 +41,12 @@ pub(crate) fn run(command: &Command) -> anyhow::Result<ExitCode> {
     let (args, listing) = match command {
         Command::List(args) => (args, true),
         Command::Check(args) => (args, false),
+        Command::Show(show_args) => return show(show_args),
     };
-    let catalog = match Catalog::load(&args.catalog) {
-        Ok(catalog) => catalog,
-        Err(err) => return Ok(report_load_error(&err, args.json)),
+    let (catalog, caps, fallback, exports) = match setup(args) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
     };
-    let (caps, fallback) = runtime_capabilities();
-    if let Some(warning) = &fallback {
-        eprintln!("warning: {warning}");
-    }
-    let exports = args
-        .exports
-        .clone()
-        .unwrap_or_else(|| catalog.exports_dir());
     let report = check_catalog(&catalog, &exports, &caps);
     if listing {
         if args.json {
@@ -59,6 +62,143 @@ pub(crate) fn run(command: &Command) -> anyhow::Result<ExitCode> {
         emit(&check_text(&report, &caps));
     }
     Ok(if report.iter().any(ModelReport::has_errors) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The catalog, what the runtime supports (with a warning when it is assumed), and the exports
+/// folder; a catalog that does not load is reported here and ends the command with exit 1.
+fn setup(args: &Args) -> Result<(Catalog, RuntimeCapabilities, Option<String>, PathBuf), ExitCode> {
+    let catalog = match Catalog::load(&args.catalog) {
+        Ok(catalog) => catalog,
+        Err(err) => return Err(report_load_error(&err, args.json)),
+    };
+    let (caps, fallback) = runtime_capabilities();
+    if let Some(warning) = &fallback {
+        eprintln!("warning: {warning}");
+    }
+    let exports = args
+        .exports
+        .clone()
+        .unwrap_or_else(|| catalog.exports_dir());
+    Ok((catalog, caps, fallback, exports))
+}
+
+/// `models show <id>`: the entry, where its export is, what its manifest says, the findings.
+fn show(show: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let args = &show.args;
+    let (catalog, caps, fallback, exports) = match setup(args) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
+    let spec = catalog
+        .get(&show.model)
+        .map_err(|e| anyhow::format_err!("{e}"))?;
+    let dir = spec.export_dir(&exports);
+    let manifest_path = dir.join(modelmux_registry::MANIFEST_FILE);
+    let manifest = modelmux_registry::Manifest::read(&manifest_path)
+        .map_err(|e| anyhow::format_err!("{e}"))?;
+    let report = ModelReport {
+        spec,
+        exported: manifest.is_some(),
+        findings: modelmux_registry::check_export(spec, &exports, &caps),
+    };
+    let location = catalog.location_of(spec);
+    if args.json {
+        let value = json!({
+            "id": spec.id,
+            "version": spec.version.to_string(),
+            "key": spec.key(),
+            "family": spec.family.as_str(),
+            "architecture": spec.architecture.as_str(),
+            "description": spec.description,
+            "tasks": spec.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+            "source": spec.source.to_string(),
+            "memory_bytes": spec.memory_requirement.map(|m| m.bytes()),
+            "cache_policy": spec.cache_policy.to_string(),
+            "priority": spec.priority.as_str(),
+            "providers": spec.providers.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            "cpu_fallback": spec.cpu_fallback,
+            "precision": format!("{:?}", spec.precision).to_lowercase(),
+            "instances": spec.instances,
+            "batching": {
+                "max_batch_size": spec.batching.max_batch_size,
+                "max_queue_delay_ms": spec.batching.max_queue_delay.as_secs_f64() * 1e3,
+            },
+            "params": spec.params,
+            "defined_at": location.to_string(),
+            "export_dir": dir.display().to_string(),
+            "exported": report.exported(),
+            "compatible": report.compatible(),
+            "manifest": manifest,
+            "findings": findings_json(&report.findings),
+            "runtime": runtime_json(&caps, fallback.is_some()),
+        });
+        emit(&json_text(&value));
+    } else {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
+        line("model", spec.key());
+        line("family", format!("{} ({})", spec.family, spec.architecture));
+        if let Some(d) = &spec.description {
+            line("description", d.trim().to_owned());
+        }
+        line(
+            "tasks",
+            spec.tasks
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        line("source", spec.source.to_string());
+        line("memory", memory(spec));
+        line(
+            "policy",
+            format!("{}, priority {}", spec.cache_policy, spec.priority.as_str()),
+        );
+        line(
+            "providers",
+            format!(
+                "{}{}",
+                spec.providers
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if spec.cpu_fallback {
+                    " (cpu fallback allowed)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        line(
+            "instances",
+            format!(
+                "{}, batches up to {}",
+                spec.instances, spec.batching.max_batch_size
+            ),
+        );
+        line("defined at", location.to_string());
+        line(
+            "export",
+            format!("{} ({})", dir.display(), report.exported()),
+        );
+        if let Some(m) = &manifest {
+            for f in &m.files {
+                line("  file", format!("{} ({} bytes)", f.path, f.size));
+            }
+        }
+        line("compatible", report.compatible().to_owned());
+        for finding in &report.findings {
+            out.push_str(&format!("{finding}\n"));
+        }
+        emit(&out);
+    }
+    Ok(if report.has_errors() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -142,3 +142,229 @@ fn a_model_that_is_not_exported_names_the_export_command() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cargo xtask export tiny-bert"), "{stderr}");
 }
+
+/// A committed test image.
+fn image(name: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/images/").to_owned() + name
+}
+
+/// Runs modelmux on the tiny catalog; returns the exit code, stdout and stderr.
+fn run_tiny(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = modelmux()
+        .args(args)
+        .args(tiny_catalog_args())
+        .output()
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn embed_images_and_texts_with_a_dual_encoder_share_one_space() {
+    let astronaut = image("astronaut.jpg");
+    let images = json_of(&["embed", "tiny-clip", "--image", &astronaut, "--json"]);
+    assert_eq!(images["model"], "tiny-clip@0.1.0");
+    let texts = json_of(&["embed", "tiny-clip", "--text", "an astronaut", "--json"]);
+    let length = |v: &serde_json::Value| v["embeddings"][0]["vector"].as_array().map(Vec::len);
+    assert_eq!(length(&images), Some(32));
+    assert_eq!(length(&images), length(&texts));
+    assert_eq!(images["embeddings"][0]["input"], astronaut);
+}
+
+#[test]
+fn embed_refuses_images_for_a_text_encoder_in_one_sentence() {
+    let (code, stdout, stderr) =
+        run_tiny(&["embed", "tiny-bert", "--image", &image("astronaut.jpg")]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("vision-language model"), "{stderr}");
+}
+
+#[test]
+fn generate_with_a_diffusion_model_writes_a_png_with_its_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generate = |name: &str| {
+        let out = dir.path().join(name).display().to_string();
+        let report = json_of(&[
+            "generate",
+            "tiny-sd",
+            "--prompt",
+            "a red cube",
+            "--negative",
+            "blurry",
+            "--steps",
+            "2",
+            "--guidance",
+            "5",
+            "--scheduler",
+            "ddim",
+            "--seed",
+            "7",
+            "--out",
+            &out,
+            "--json",
+        ]);
+        (report, out)
+    };
+    let (report, out) = generate("cube.png");
+    assert_eq!(report["model"], "tiny-sd@0.1.0");
+    assert_eq!(report["seed"], 7);
+    assert_eq!(report["request"]["steps"], 2);
+    assert_eq!(report["request"]["scheduler"], "ddim");
+    assert_eq!(report["images"][0], out);
+    let bytes = std::fs::read(&out).expect("the PNG was written");
+    assert_eq!(&bytes[1..4], b"PNG");
+    let (_, again) = generate("again.png");
+    assert_eq!(
+        std::fs::read(&again).expect("written"),
+        bytes,
+        "the same seed gives the same image"
+    );
+}
+
+#[test]
+fn generate_rejects_a_bad_parameter_before_loading() {
+    let (code, _, stderr) = run_tiny(&[
+        "generate",
+        "tiny-sd",
+        "--prompt",
+        "x",
+        "--param",
+        "difficulty",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("KEY=VALUE"), "{stderr}");
+    let (code, _, stderr) = run_tiny(&[
+        "generate",
+        "tiny-sd",
+        "--prompt",
+        "x",
+        "--scheduler",
+        "nope",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.starts_with("error: --scheduler nope"), "{stderr}");
+}
+
+#[test]
+fn caption_is_greedy_by_default_and_takes_beams() {
+    let astronaut = image("astronaut.jpg");
+    let greedy = json_of(&["caption", "tiny-blip", "--image", &astronaut, "--json"]);
+    assert_eq!(greedy["model"], "tiny-blip@0.1.0");
+    assert_eq!(greedy["captions"][0]["image"], astronaut);
+    assert!(
+        greedy["captions"][0]["tokens"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+    );
+    assert_eq!(
+        json_of(&["caption", "tiny-blip", "--image", &astronaut, "--json"]),
+        greedy
+    );
+    let beams = json_of(&[
+        "caption",
+        "tiny-blip",
+        "--image",
+        &astronaut,
+        "--beams",
+        "3",
+        "--json",
+    ]);
+    assert!(beams["captions"][0]["text"].is_string());
+}
+
+#[test]
+fn classify_with_a_classifier_and_zero_shot_labels() {
+    let astronaut = image("astronaut.jpg");
+    let report = json_of(&[
+        "classify",
+        "tiny-vit-classifier",
+        "--image",
+        &astronaut,
+        "--json",
+    ]);
+    let labels = report["results"][0]["attributes"][0]["labels"]
+        .as_array()
+        .expect("labels");
+    let mut names: Vec<&str> = labels.iter().filter_map(|l| l["label"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["bright", "dim", "neutral"]);
+    let total: f64 = labels.iter().filter_map(|l| l["score"].as_f64()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
+
+    let zero_shot = json_of(&[
+        "classify",
+        "tiny-clip",
+        "--image",
+        &astronaut,
+        "--labels",
+        "cat,dog,astronaut",
+        "--json",
+    ]);
+    let labels = zero_shot["results"][0]["attributes"][0]["labels"]
+        .as_array()
+        .expect("labels");
+    assert_eq!(labels.len(), 3);
+    assert!(
+        labels
+            .iter()
+            .all(|l| ["cat", "dog", "astronaut"].contains(&l["label"].as_str().unwrap_or("")))
+    );
+}
+
+#[test]
+fn assess_pairs_the_aesthetic_head_with_its_encoder() {
+    let report = json_of(&[
+        "assess",
+        "tiny-aesthetic",
+        "--image",
+        &image("astronaut.jpg"),
+        "--image",
+        &image("camera-gray.png"),
+        "--json",
+    ]);
+    assert_eq!(report["model"], "tiny-aesthetic@0.1.0");
+    assert_eq!(report["scores"].as_array().map(Vec::len), Some(2));
+    assert_eq!(report["scale"]["higher_is_better"], true);
+}
+
+#[test]
+fn models_show_describes_one_entry_and_its_export() {
+    let report = json_of(&["models", "show", "tiny-clip", "--json"]);
+    assert_eq!(report["key"], "tiny-clip@0.1.0");
+    assert_eq!(report["family"], "vlm");
+    assert_eq!(report["exported"], "yes");
+    assert_eq!(report["compatible"], "yes");
+    assert!(
+        report["manifest"]["files"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    );
+    let (code, _, stderr) = run_tiny(&["models", "show", "tiny-clap"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("tiny-clip"),
+        "suggests the closest id: {stderr}"
+    );
+}
+
+#[test]
+fn a_missing_image_is_one_sentence_with_its_cause() {
+    let (code, stdout, stderr) = run_tiny(&[
+        "caption",
+        "tiny-blip",
+        "--image",
+        "/nonexistent.png",
+        "--json",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty(), "nothing on stdout: {stdout}");
+    assert!(
+        stderr.starts_with("error: cannot read the image /nonexistent.png"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("caused by"), "{stderr}");
+}
