@@ -1,0 +1,188 @@
+//! Operations: bearer tokens (compared in constant time, never logged), request size and
+//! concurrency limits, `/metrics`, and the answer for unknown routes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::{ApiError, ServeError};
+
+/// The accepted bearer tokens, kept only as SHA-256 digests: comparing digests in constant
+/// time reveals neither the tokens nor their lengths, and `Debug` shows only how many there are.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    digests: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} configured)", self.digests.len())
+    }
+}
+
+impl Tokens {
+    /// No authentication.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// These tokens (empty strings are ignored).
+    pub fn new<S: AsRef<str>>(tokens: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            digests: tokens
+                .into_iter()
+                .filter(|t| !t.as_ref().is_empty())
+                .map(|t| digest(t.as_ref().as_bytes()))
+                .collect(),
+        }
+    }
+
+    /// One token per non-empty line of `path` (surrounding whitespace ignored).
+    pub fn from_file(path: &Path) -> Result<Self, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServeError::TokenFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let tokens = Self::new(text.lines().map(str::trim));
+        if tokens.is_empty() {
+            return Err(ServeError::TokenFile {
+                path: path.display().to_string(),
+                reason: "it holds no token".to_owned(),
+            });
+        }
+        Ok(tokens)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Whether `candidate` is one of the tokens; every stored digest is compared, so the time
+    /// taken does not depend on which one matches.
+    pub fn accepts(&self, candidate: &str) -> bool {
+        let candidate = digest(candidate.as_bytes());
+        let mut found = subtle::Choice::from(0);
+        for stored in &self.digests {
+            found |= stored.ct_eq(&candidate);
+        }
+        found.into()
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Health probes come from kubelets without credentials and cost nothing, so they skip the
+/// token check and the concurrency limit.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/v2/health/live" | "/v2/health/ready")
+}
+
+/// Token check → 401, declared body size → 413, concurrency → 429 on `/v1` (what OpenAI
+/// clients retry on) or 503 elsewhere, both with `Retry-After`.
+pub(crate) async fn guard(
+    State(state): State<Arc<AppState>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if is_probe(&path) {
+        return next.run(request).await;
+    }
+    if !state.options.tokens.is_empty() {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        if !presented.is_some_and(|token| state.options.tokens.accepts(token)) {
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, "missing or invalid bearer token")
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = state.options.max_body_bytes;
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+        .into_response();
+    }
+    let Ok(_permit) = Arc::clone(&state.limiter).try_acquire_owned() else {
+        let status = if path.starts_with("/v1/") {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return ApiError::unavailable(
+            format!(
+                "the server is handling {} requests already; retry later",
+                state.options.max_concurrency
+            ),
+            Some(1),
+        )
+        .with_status(status)
+        .into_response();
+    };
+    let response = next.run(request).await;
+    // A body cut off by the streaming limit (no Content-Length) comes back as axum's plain
+    // 413; it is answered in the protocol's JSON shape instead.
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response.headers().get(header::CONTENT_TYPE)
+            != Some(&HeaderValue::from_static("application/json"))
+    {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+        .into_response();
+    }
+    response
+}
+
+/// `GET /metrics`: the manager's Prometheus text, then the request counters.
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut text = state.manager.prometheus();
+    text.push_str(&state.stats.prometheus());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Any other path.
+pub(crate) async fn no_route(request: Request<Body>) -> Response {
+    ApiError::not_found(format!(
+        "no route {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+    .into_response()
+}
