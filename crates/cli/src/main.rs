@@ -9,6 +9,7 @@ mod doctor;
 mod embed;
 mod generate;
 mod models;
+mod serve;
 mod status;
 
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ enum Command {
     Classify(classify::Args),
     /// Score image quality with a quality assessor or an aesthetic head.
     Assess(assess::Args),
+    /// Serve the catalog's models over the Open Inference Protocol v2 (KServe, Triton clients)
+    /// and OpenAI-compatible routes.
+    Serve(serve::Args),
     /// Show the devices, their memory ledgers and every model's state.
     Status(status::Args),
 }
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(&args),
         Command::Models(command) => models::run(&command),
         Command::Status(args) => status::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Embed(args) => embed::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Caption(args) => caption::run(&args),

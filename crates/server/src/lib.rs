@@ -255,6 +255,18 @@ impl Server {
             .with_state(state)
     }
 
+    /// Loads `name` (an id or `id@version`) as the repository extension's load does; for
+    /// models a deployment wants loaded before the first request.
+    pub async fn load(&self, name: &str) -> Result<(), ApiError> {
+        let spec = self.state.spec(name, None)?;
+        oip::load_spec(&self.state, &spec).await
+    }
+
+    /// The address-independent part of the server: the manager it serves.
+    pub fn manager(&self) -> &ModelManager {
+        &self.state.manager
+    }
+
     /// Serves on `listener` until `shutdown` completes, then stops accepting connections,
     /// lets in-flight requests finish, and shuts the manager down (unloading every model).
     pub async fn serve(
@@ -289,4 +301,29 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener, ServeError> {
     TcpListener::bind((host, port))
         .await
         .map_err(|source| ServeError::Bind { address, source })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends before killing a pod).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }

@@ -126,7 +126,10 @@ impl Served {
     /// Leases `reference` as its kind. A BERT entry is a classifier only when its export has a
     /// `logits` output too, which only the adapter knows, so the other text kind is tried when
     /// the first turns out to be the wrong family.
-    pub(crate) async fn lease(manager: &ModelManager, spec: &ModelSpec) -> Result<Self, ManagerError> {
+    pub(crate) async fn lease(
+        manager: &ModelManager,
+        spec: &ModelSpec,
+    ) -> Result<Self, ManagerError> {
         let reference = spec.key();
         let reference = reference.as_str();
         match Kind::of(spec) {
@@ -180,7 +183,10 @@ fn dims(shape: &[Dim]) -> Vec<i64> {
 
 /// The metadata `inputs` and `outputs` of a model: typed kinds from their fixed signature,
 /// tensor models from the loaded session's (`None` when it is not loaded).
-pub(crate) fn signature(spec: &ModelSpec, served: Option<&Served>) -> Option<(Vec<Value>, Vec<Value>)> {
+pub(crate) fn signature(
+    spec: &ModelSpec,
+    served: Option<&Served>,
+) -> Option<(Vec<Value>, Vec<Value>)> {
     let kind = served.map_or_else(|| Kind::of(spec), Served::kind);
     let embedding_dim = spec
         .params
@@ -311,7 +317,9 @@ fn count(parameters: &Map<String, Value>, name: &str) -> Result<Option<u64>, Api
 
 /// Generation options from OIP request parameters (`max_tokens`, `min_tokens`, `temperature`,
 /// `top_k`, `top_p`, `repetition_penalty`, `seed`, `stop`).
-pub(crate) fn generation_options(parameters: &Map<String, Value>) -> Result<GenerationOptions, ApiError> {
+pub(crate) fn generation_options(
+    parameters: &Map<String, Value>,
+) -> Result<GenerationOptions, ApiError> {
     let stop = match parameters.get("stop") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],

@@ -369,12 +369,17 @@ async fn run_load(
     refuse_overrides(&body)?;
     let (name, version) = name_and_version(params);
     let spec = state.spec(name, version)?;
+    load_spec(state, &spec).await
+}
+
+/// Loads a catalog model: pinned under external control (the policy must never evict what the
+/// control plane placed), a plain preload under the policy.
+pub(crate) async fn load_spec(state: &AppState, spec: &ModelSpec) -> Result<(), ApiError> {
     let key = spec.key();
     match state.options.control {
         ControlMode::External => {
-            let gate = state.gate(&spec);
+            let gate = state.gate(spec);
             let mut gate = gate.write().await;
-            // Pinned from the start: the policy must never evict what the control plane placed.
             let pin = state
                 .manager
                 .load_model(
