@@ -7,5 +7,6 @@ mod manager;
 mod remote;
 mod runtime;
 mod send_sync;
+mod serve;
 mod specialized;
 mod vlm;
