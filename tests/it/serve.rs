@@ -881,30 +881,8 @@ fn openai_image_generation_and_oip_images_equal_in_process_pixels() {
 #[test]
 fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
     let mut server = Running::tiny(ServerOptions::default());
-    let client = server.client();
     let base = server.base.clone();
-    // A slow request: many denoising steps of the tiny pipeline.
-    let slow = std::thread::spawn(move || {
-        client.post(
-            "/v2/models/tiny-sd/infer",
-            &json!({
-                "inputs": [{ "name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["slow"] }],
-                "parameters": { "seed": 1, "steps": 100 },
-            }),
-        )
-    });
-    // Wait until the request holds the model, so shutdown starts while it is in flight.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !server
-        .manager
-        .status()
-        .models
-        .iter()
-        .any(|m| m.model == "tiny-sd@0.1.0" && m.leases > 0)
-    {
-        assert!(Instant::now() < deadline, "the slow request never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let slow = start_slow_request(&server, server.client());
     server.shutdown();
     let reply = slow.join().expect("the client thread");
     assert_eq!(reply.status, 200, "the in-flight request completed");
@@ -920,5 +898,60 @@ fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
             .iter()
             .all(|m| m.bytes.is_none()),
         "shutdown unloaded every model"
+    );
+}
+
+/// Starts a slow image generation on `client` and returns once the server holds the model
+/// for it, so the request is certainly in flight.
+fn start_slow_request(server: &Running, client: Client) -> std::thread::JoinHandle<Reply> {
+    let slow = std::thread::spawn(move || {
+        client.post(
+            "/v2/models/tiny-sd/infer",
+            &json!({
+                "inputs": [{ "name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["slow"] }],
+                "parameters": { "seed": 1, "steps": 100 },
+            }),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server
+        .manager
+        .status()
+        .models
+        .iter()
+        .any(|m| m.model == "tiny-sd@0.1.0" && m.leases > 0)
+    {
+        assert!(Instant::now() < deadline, "the slow request never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    slow
+}
+
+#[test]
+fn past_the_concurrency_limit_requests_get_503_or_429_with_retry_after() {
+    let options = ServerOptions {
+        max_concurrency: 1,
+        ..ServerOptions::default()
+    };
+    let server = Running::tiny(options);
+    let client = server.client();
+    let slow = start_slow_request(&server, server.client());
+    let reply = client.post("/v2/models/tiny-bert/infer", &texts_request("text", &["a"]));
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let reply = client.post(
+        "/v1/embeddings",
+        &json!({ "model": "tiny-bert", "input": "a" }),
+    );
+    assert_eq!(reply.status, 429, "OpenAI clients retry on 429");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    // Probes are never turned away.
+    assert_eq!(client.get("/v2/health/ready").status, 200);
+    assert_eq!(slow.join().expect("the slow request").status, 200);
+    assert_eq!(
+        client
+            .post("/v2/models/tiny-bert/infer", &texts_request("text", &["a"]))
+            .status,
+        200
     );
 }
