@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use modelmux::registry::Catalog;
-use modelmux::resources::DeviceRequest;
+use modelmux::resources::{
+    DeviceId, DeviceProbe, DeviceRequest, MemoryReading, ReadingUnavailable,
+};
 use modelmux::{ManagerOptions, ModelManager};
+use std::sync::Arc;
 
 /// `--catalog`, `--exports`, `--device`.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,8 +32,38 @@ impl CatalogArgs {
 
     /// A manager over this machine's devices and the catalog.
     pub(crate) fn manager(&self) -> anyhow::Result<ModelManager> {
+        self.manager_with_budget(None, None)
+    }
+
+    /// A manager whose models may take at most `budget` bytes on each device, over what is in
+    /// use when it starts. On a GPU the ledger keeps reading NVML. On the host it counts the
+    /// models' declared (or estimated) footprints instead of reading memory: freed heap pages
+    /// mostly stay with the process, so resident memory would not fall after an eviction and
+    /// every swap would look like a leak, and the machine's usage moves with every other program.
+    ///
+    /// `min_residency` overrides how long a freshly loaded model is protected from eviction.
+    pub(crate) fn manager_with_budget(
+        &self,
+        budget: Option<u64>,
+        min_residency: Option<std::time::Duration>,
+    ) -> anyhow::Result<ModelManager> {
         let catalog = self.catalog()?;
         let mut options = ManagerOptions::local();
+        if let Some(residency) = min_residency {
+            options.policy.min_residency = residency;
+        }
+        if let Some(budget) = budget {
+            for device in &mut options.devices {
+                if matches!(device.probe.id(), DeviceId::Host) {
+                    device.probe = Arc::new(DeclaredHost { budget });
+                }
+                let in_use =
+                    device.probe.read().map(|r| r.used_bytes).with_context(|| {
+                        format!("cannot read the memory of {}", device.probe.id())
+                    })?;
+                device.budget_bytes = Some(in_use + device.runtime_overhead_bytes + budget);
+            }
+        }
         options.exports_dir = self.exports.clone();
         options.default_device = self
             .device
@@ -135,4 +168,38 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+/// The host as a budget of `budget` bytes that only the ledger's own accounts fill: a reading
+/// always says nothing is in use, so each load is charged its declared or estimated footprint.
+#[derive(Debug)]
+struct DeclaredHost {
+    budget: u64,
+}
+
+impl DeviceProbe for DeclaredHost {
+    fn id(&self) -> &DeviceId {
+        &DeviceId::Host
+    }
+
+    fn name(&self) -> &str {
+        "host (declared footprints)"
+    }
+
+    fn read(&self) -> Result<MemoryReading, ReadingUnavailable> {
+        Ok(MemoryReading {
+            total_bytes: self.budget,
+            used_bytes: 0,
+            free_bytes: self.budget,
+        })
+    }
+}
+
+/// This process's resident memory, when it can be read: shown beside the ledger so the two
+/// can be compared.
+pub(crate) fn process_rss() -> Option<u64> {
+    modelmux::resources::ProcessMemoryProbe::new()
+        .read()
+        .ok()
+        .map(|r| r.used_bytes)
 }

@@ -92,7 +92,7 @@ pub(crate) struct Args {
 }
 
 /// `key=value` with a numeric value.
-fn parse_param(text: &str) -> Result<(String, f64), String> {
+pub(crate) fn parse_param(text: &str) -> Result<(String, f64), String> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;

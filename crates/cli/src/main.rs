@@ -9,6 +9,7 @@ mod doctor;
 mod embed;
 mod generate;
 mod models;
+mod pipeline;
 mod serve;
 mod status;
 
@@ -50,6 +51,9 @@ enum Command {
     Classify(classify::Args),
     /// Score image quality with a quality assessor or an aesthetic head.
     Assess(assess::Args),
+    /// Generate images, evaluate them and have a language model assess them, through one
+    /// model manager (swapping models under --memory-budget).
+    Pipeline(pipeline::Args),
     /// Serve the catalog's models over the Open Inference Protocol v2 (KServe, Triton clients)
     /// and OpenAI-compatible routes.
     Serve(serve::Args),
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Caption(args) => caption::run(&args),
         Command::Classify(args) => classify::run(&args),
         Command::Assess(args) => assess::run(&args),
+        Command::Pipeline(args) => pipeline::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -368,3 +368,69 @@ fn a_missing_image_is_one_sentence_with_its_cause() {
     );
     assert!(stderr.contains("caused by"), "{stderr}");
 }
+
+#[test]
+fn the_pipeline_swaps_models_under_a_small_budget_and_still_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    // 40 MiB holds tiny-sd (32 MiB declared) or two 16 MiB models, never all of them.
+    let report = json_of(&[
+        "pipeline",
+        "--prompt",
+        "a red cube on a table",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--memory-budget",
+        "40MiB",
+        "--json",
+    ]);
+    let images = report["images"].as_array().expect("images");
+    assert_eq!(images.len(), 2);
+    for image in images {
+        assert!(std::path::Path::new(image["path"].as_str().expect("path")).is_file());
+        assert!(image["clip_score"].as_f64().is_some(), "{image}");
+        assert!(image["caption"].is_string(), "{image}");
+        assert!(
+            !image["attributes"]
+                .as_array()
+                .expect("attributes")
+                .is_empty()
+        );
+        assert!(!image["quality"].as_array().expect("quality").is_empty());
+    }
+    assert!(report["interpretation"]["text"].is_string(), "{report}");
+    let kinds: Vec<&str> = report["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in ["load", "evict", "reload"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    assert!(report["peak_bytes"].as_u64().is_some_and(|p| p <= 40 << 20));
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
+            .expect("JSON");
+    assert_eq!(written["events"], report["events"]);
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(summary.contains("reload tiny-sd@0.1.0"), "{summary}");
+}
+
+#[test]
+fn the_pipeline_fails_fast_when_one_model_cannot_fit_the_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, stderr) = run_tiny(&[
+        "pipeline",
+        "--prompt",
+        "x",
+        "--out",
+        dir.path().to_str().expect("utf-8"),
+        "--memory-budget",
+        "8MiB",
+        "--json",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("tiny-sd"), "{stderr}");
+}
