@@ -2,7 +2,10 @@
 with onnxruntime + tokenizers (the same ONNX file and tokenizer.json as modelmux) and with
 sentence-transformers (PyTorch), at batch 1 and 32, on the texts the Rust bench passes.
 
-    python lm_bench.py <exports/minilm/1.0.0> <sentence-transformers model dir> <texts.json>
+    python lm_bench.py <exports/minilm/1.0.0> <sentence-transformers model dir> <texts.json> [<smollm2 .gguf>]
+
+With the GGUF, also SmolLM2's greedy tokens per second for 64 new tokens with transformers
+`generate` (float32 on CPU, the dequantised weights the export was made from).
 
 Prints one JSON object: {"onnxruntime_b1": …, "onnxruntime_b32": …, "sentence_transformers_b1": …,
 "sentence_transformers_b32": …} in embeddings per second (sentence-transformers is left out when
@@ -69,7 +72,28 @@ def main():
         result.update({f"sentence_transformers_b{b}": rate(st_embed, texts[: counts[b]], b) for b in (1, 32)})
     except ImportError as e:
         result["sentence_transformers_error"] = str(e)
+    if len(sys.argv) > 4:
+        result.update(smollm2(Path(sys.argv[4]), spec["prompt"], spec["new_tokens"]))
     print(json.dumps(result))
+
+
+def smollm2(gguf, prompt, new_tokens):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    encoded = tokenizer(prompt, return_tensors="pt")
+
+    def run(n):
+        with torch.inference_mode():
+            model.generate(**encoded, do_sample=False, max_new_tokens=n, min_new_tokens=n,
+                           pad_token_id=tokenizer.eos_token_id)
+
+    run(8)  # warm-up
+    start = time.perf_counter()
+    run(new_tokens)
+    return {"transformers_tokens_per_s": new_tokens / (time.perf_counter() - start)}
 
 
 if __name__ == "__main__":

