@@ -107,6 +107,21 @@ struct Roles {
     interpreter: Option<String>,
 }
 
+impl Roles {
+    /// Every role and its model, in one line.
+    fn describe(&self) -> String {
+        format!(
+            "generator {}; encoder {}; captioner {}; classifiers {}; assessors {}; interpreter {}",
+            self.generator,
+            self.encoder.as_deref().unwrap_or("none"),
+            self.captioner.as_deref().unwrap_or("none"),
+            list_or_none(&self.classifiers),
+            list_or_none(&self.assessors),
+            self.interpreter.as_deref().unwrap_or("none"),
+        )
+    }
+}
+
 /// Whether `spec` can be loaded here: a local model with an export.
 fn exported(spec: &ModelSpec, exports: &Path) -> bool {
     !spec.source.is_remote()
@@ -312,6 +327,8 @@ struct Scored {
     attributes: Vec<AttributeScores>,
     quality: Vec<serde_json::Value>,
     quality_text: Vec<String>,
+    /// The interpreter's written assessment: model, prompt, text.
+    assessment: Option<serde_json::Value>,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -340,15 +357,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         peak_bytes: 0,
     };
     log.say(&format!("prompt: {:?}", args.prompt));
-    log.say(&format!(
-        "models: generator {}; encoder {}; captioner {}; classifiers {}; assessors {}; interpreter {}",
-        roles.generator,
-        roles.encoder.as_deref().unwrap_or("none"),
-        roles.captioner.as_deref().unwrap_or("none"),
-        list_or_none(&roles.classifiers),
-        list_or_none(&roles.assessors),
-        roles.interpreter.as_deref().unwrap_or("none"),
-    ));
+    log.say(&format!("models: {}", roles.describe()));
     match args.memory_budget {
         Some(b) => log.say(&format!(
             "memory budget: {} for models on each device",
@@ -379,68 +388,25 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ));
         evaluate_one(args, &runtime, &manager, &roles, &mut item, &mut log)?;
         *timings.entry("evaluate").or_default() += t.elapsed();
+        if let Some(id) = &roles.interpreter {
+            let t = Instant::now();
+            log.say(&format!("[{}/{}] interpret with {id}", i + 1, args.count));
+            item.assessment = Some(interpret(args, &runtime, &manager, id, &item, &mut log)?);
+            *timings.entry("interpret").or_default() += t.elapsed();
+        }
         scored.push(item);
     }
 
-    let interpretation = match &roles.interpreter {
-        Some(id) => {
-            let t = Instant::now();
-            log.say(&format!("interpret with {id}"));
-            let generator = runtime.block_on(manager.get_model::<Arc<dyn TextGenerator>>(id))?;
-            let options = GenerationOptions {
-                max_new_tokens: Some(args.max_new_tokens),
-                ..GenerationOptions::default()
-            };
-            // The detailed prompt first; a model with a short context gets the gist instead.
-            let mut prompt = interpretation_prompt(&args.prompt, &scored);
-            let generation = match generator.generate(&prompt, &options) {
-                Err(modelmux::adapters::AdapterError::InvalidRequest { reason, .. }) => {
-                    log.say(&format!(
-                        "  the detailed prompt does not fit ({reason}); asking with the gist"
-                    ));
-                    prompt = short_prompt(&args.prompt, &scored);
-                    generator.generate(&prompt, &options)
-                }
-                other => other,
-            }
-            .with_context(|| format!("{id} could not write the assessment"))?;
-            let model = generator.model().to_owned();
-            drop(generator);
-            timings.insert("interpret", t.elapsed());
-            log.after("interpret", &manager);
-            let text = generation.text.trim().to_owned();
-            log.say(&format!("  assessment: {text}"));
-            Some(
-                json!({ "model": model, "prompt": prompt, "text": text, "tokens": generation.tokens.len() }),
-            )
-        }
-        None => None,
-    };
     timings.insert("total", started.elapsed());
 
-    let report = report_json(
-        args,
-        &roles,
-        &scored,
-        interpretation.as_ref(),
-        &log,
-        &timings,
-        &manager,
-    );
+    let report = report_json(args, &roles, &scored, &log, &timings, &manager);
     let report_path = args.out.join("report.json");
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("cannot write {}", report_path.display()))?;
     let summary_path = args.out.join("summary.md");
     std::fs::write(
         &summary_path,
-        summary_text(
-            args,
-            &roles,
-            &scored,
-            interpretation.as_ref(),
-            &log,
-            &timings,
-        ),
+        summary_text(args, &roles, &scored, &log, &timings),
     )
     .with_context(|| format!("cannot write {}", summary_path.display()))?;
     let loads = log.events.iter().filter(|e| e.kind == "load").count();
@@ -571,57 +537,80 @@ fn evaluate_one(
     Ok(())
 }
 
+/// The language model's short written assessment of one evaluated image.
+fn interpret(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    manager: &ModelManager,
+    id: &str,
+    item: &Scored,
+    log: &mut Log,
+) -> anyhow::Result<serde_json::Value> {
+    let generator = runtime.block_on(manager.get_model::<Arc<dyn TextGenerator>>(id))?;
+    let options = GenerationOptions {
+        max_new_tokens: Some(args.max_new_tokens),
+        ..GenerationOptions::default()
+    };
+    // The detailed prompt first; a model with a short context gets the gist instead.
+    let mut prompt = interpretation_prompt(&args.prompt, item);
+    let generation = match generator.generate(&prompt, &options) {
+        Err(modelmux::adapters::AdapterError::InvalidRequest { reason, .. }) => {
+            log.say(&format!(
+                "  the detailed prompt does not fit ({reason}); asking with the gist"
+            ));
+            prompt = short_prompt(&args.prompt, item);
+            generator.generate(&prompt, &options)
+        }
+        other => other,
+    }
+    .with_context(|| format!("{id} could not write the assessment"))?;
+    let model = generator.model().to_owned();
+    drop(generator);
+    log.after("interpret", manager);
+    let text = generation.text.trim().to_owned();
+    log.say(&format!("  assessment: {text}"));
+    Ok(json!({ "model": model, "prompt": prompt, "text": text, "tokens": generation.tokens.len() }))
+}
+
 /// What the language model is asked: the request, each image's numbers, and what to write.
-fn interpretation_prompt(prompt: &str, scored: &[Scored]) -> String {
+fn interpretation_prompt(prompt: &str, s: &Scored) -> String {
     let mut text = format!(
-        "An image generator was asked for: \"{prompt}\". Automatic evaluators measured each image.\n"
+        "An image generator was asked for: \"{prompt}\". Automatic evaluators measured the image:"
     );
-    for (i, s) in scored.iter().enumerate() {
-        text.push_str(&format!("Image {}:", i + 1));
-        if let Some(c) = s.clip_score {
+    if let Some(c) = s.clip_score {
+        text.push_str(&format!(
+            " CLIPScore {c:.2} (0 to 2.5, higher means closer to the request);"
+        ));
+    }
+    if let Some(c) = &s.caption {
+        text.push_str(&format!(" a captioner describes it as \"{c}\";"));
+    }
+    for a in &s.attributes {
+        if let Some(v) = a.expected_value() {
+            text.push_str(&format!(" {} about {v:.0};", a.attribute));
+        } else if let Some(b) = a.best() {
             text.push_str(&format!(
-                " CLIPScore {c:.2} (0 to 2.5, higher means closer to the prompt);"
+                " {} {} ({:.0}%);",
+                a.attribute,
+                b.label,
+                b.score * 100.0
             ));
         }
-        if let Some(c) = &s.caption {
-            text.push_str(&format!(" caption \"{c}\";"));
-        }
-        for a in &s.attributes {
-            if let Some(v) = a.expected_value() {
-                text.push_str(&format!(" {} about {v:.0};", a.attribute));
-            } else if let Some(b) = a.best() {
-                text.push_str(&format!(
-                    " {} {} ({:.0}%);",
-                    a.attribute,
-                    b.label,
-                    b.score * 100.0
-                ));
-            }
-        }
-        for q in &s.quality_text {
-            text.push_str(&format!(" quality {q};"));
-        }
-        text.push('\n');
+    }
+    for q in &s.quality_text {
+        text.push_str(&format!(" quality {q};"));
     }
     text.push_str(
-        "In two or three sentences, say which image matches the request best and whether its quality is good.",
+        "\nIn two or three sentences, say whether the image matches the request and whether its quality is good.",
     );
     text
 }
 
-/// The gist for models with a short context: the request and the best image's CLIPScore.
-fn short_prompt(prompt: &str, scored: &[Scored]) -> String {
-    let best = scored
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.clip_score.map(|c| (i, c)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
-    match best {
-        Some((i, c)) => format!(
-            "Images for \"{prompt}\": image {} fits best (CLIPScore {c:.2} of 2.5). Verdict:",
-            i + 1
-        ),
-        None => format!("Images for \"{prompt}\". Verdict:"),
+/// The gist for models with a short context: the request and the CLIPScore.
+fn short_prompt(prompt: &str, s: &Scored) -> String {
+    match s.clip_score {
+        Some(c) => format!("An image for \"{prompt}\" has CLIPScore {c:.2} of 2.5. Verdict:"),
+        None => format!("An image for \"{prompt}\". Verdict:"),
     }
 }
 
@@ -629,7 +618,6 @@ fn report_json(
     args: &Args,
     roles: &Roles,
     scored: &[Scored],
-    interpretation: Option<&serde_json::Value>,
     log: &Log,
     timings: &BTreeMap<&str, Duration>,
     manager: &ModelManager,
@@ -645,6 +633,7 @@ fn report_json(
                 "caption": s.caption,
                 "attributes": s.attributes.iter().map(attribute_json).collect::<Vec<_>>(),
                 "quality": s.quality,
+                "assessment": s.assessment,
             })
         })
         .collect();
@@ -669,7 +658,6 @@ fn report_json(
         "memory_budget_bytes": args.memory_budget,
         "roles": roles,
         "images": images,
-        "interpretation": interpretation,
         "events": log.events,
         "models": models,
         "peak_bytes": log.peak_bytes,
@@ -682,20 +670,11 @@ fn summary_text(
     args: &Args,
     roles: &Roles,
     scored: &[Scored],
-    interpretation: Option<&serde_json::Value>,
     log: &Log,
     timings: &BTreeMap<&str, Duration>,
 ) -> String {
     let mut out = format!("# modelmux pipeline\n\nPrompt: \"{}\"\n\n", args.prompt);
-    out.push_str(&format!(
-        "Generator {}, encoder {}, captioner {}, classifiers {}, assessors {}, interpreter {}.\n\n",
-        roles.generator,
-        roles.encoder.as_deref().unwrap_or("none"),
-        roles.captioner.as_deref().unwrap_or("none"),
-        list_or_none(&roles.classifiers),
-        list_or_none(&roles.assessors),
-        roles.interpreter.as_deref().unwrap_or("none"),
-    ));
+    out.push_str(&format!("Models: {}.\n\n", roles.describe()));
     out.push_str("## Images\n\n");
     for s in scored {
         out.push_str(&format!("- `{}` (seed {})", s.path.display(), s.seed));
@@ -712,13 +691,13 @@ fn summary_text(
             out.push_str(&format!("; quality {q}"));
         }
         out.push('\n');
-    }
-    if let Some(i) = interpretation {
-        out.push_str(&format!(
-            "\n## Assessment ({})\n\n{}\n",
-            i["model"].as_str().unwrap_or_default(),
-            i["text"].as_str().unwrap_or_default()
-        ));
+        if let Some(a) = &s.assessment {
+            out.push_str(&format!(
+                "\n  > {} ({})\n\n",
+                a["text"].as_str().unwrap_or_default().replace('\n', " "),
+                a["model"].as_str().unwrap_or_default()
+            ));
+        }
     }
     out.push_str("\n## Memory\n\n");
     match args.memory_budget {

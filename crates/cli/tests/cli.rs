@@ -398,7 +398,7 @@ fn the_pipeline_swaps_models_under_a_small_budget_and_still_completes() {
         );
         assert!(!image["quality"].as_array().expect("quality").is_empty());
     }
-    assert!(report["interpretation"]["text"].is_string(), "{report}");
+    assert!(images[1]["assessment"]["text"].is_string(), "{report}");
     let kinds: Vec<&str> = report["events"]
         .as_array()
         .expect("events")
