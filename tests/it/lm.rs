@@ -689,7 +689,14 @@ fn smollm2_greedy_tokens_equal_transformers_generate() {
             .unwrap_or_else(|e| panic!("{e}"))
             .remove(0);
         assert_eq!(result.tokens, expected, "chat prompt {i}");
-        assert!(!chat_ids[i].as_array().unwrap().is_empty());
+        let ours = generator
+            .prompt_ids(&[Prompt::from(prompt.as_str().unwrap())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ours[0],
+            ids(&chat_ids[i]),
+            "chat prompt {i}: templated ids differ"
+        );
         println!(
             "smollm2 chat {i}: {} tokens identical: {:?}",
             result.tokens.len(),

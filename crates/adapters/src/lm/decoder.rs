@@ -116,14 +116,9 @@ impl DecoderOnly {
     }
 }
 
-impl TextGenerator for DecoderOnly {
-    fn generate_stream(
-        &self,
-        prompts: &[Prompt],
-        options: &GenerationOptions,
-        on_token: &mut dyn FnMut(TokenEvent<'_>) -> ControlFlow<()>,
-    ) -> Result<Vec<Generation>, AdapterError> {
-        let config = LoopConfig {
+impl DecoderOnly {
+    fn loop_config(&self) -> LoopConfig<'_> {
+        LoopConfig {
             model: &self.model,
             tokenizer: &self.tokenizer,
             defaults: self.defaults.as_ref(),
@@ -136,7 +131,20 @@ impl TextGenerator for DecoderOnly {
                 .as_ref()
                 .and_then(|d| d.chat_template)
                 .unwrap_or(false),
-        };
+        }
+    }
+
+    /// The token ids the model reads for `prompts`: tokenized, through the chat template where
+    /// it applies, an empty prompt started from BOS.
+    pub fn prompt_ids(&self, prompts: &[Prompt]) -> Result<Vec<Vec<u32>>, AdapterError> {
+        self.prompt_ids_with(&self.loop_config(), prompts)
+    }
+
+    fn prompt_ids_with(
+        &self,
+        config: &LoopConfig<'_>,
+        prompts: &[Prompt],
+    ) -> Result<Vec<Vec<u32>>, AdapterError> {
         let mut ids = config.tokenize(prompts)?;
         for prompt in &mut ids {
             // transformers starts an empty prompt from BOS; without one there is nothing to
@@ -153,6 +161,19 @@ impl TextGenerator for DecoderOnly {
                 }
             }
         }
+        Ok(ids)
+    }
+}
+
+impl TextGenerator for DecoderOnly {
+    fn generate_stream(
+        &self,
+        prompts: &[Prompt],
+        options: &GenerationOptions,
+        on_token: &mut dyn FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Generation>, AdapterError> {
+        let config = self.loop_config();
+        let ids = self.prompt_ids_with(&config, prompts)?;
         let mut stepper = CachedDecoder {
             model: self,
             past: Vec::new(),
