@@ -134,6 +134,8 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+// CLIP's constants as Hugging Face writes them, more digits than an f32 keeps.
+#[allow(clippy::excessive_precision)]
 fn processor(name: &str) -> ImageProcessor {
     if name == "clip-224" {
         // CLIPImageProcessor's defaults (openai/clip-vit-base-patch32): the real size, where

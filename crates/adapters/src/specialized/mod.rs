@@ -28,7 +28,7 @@ use crate::image::Image;
 use crate::load::Loaded;
 use crate::vlm::{BoxFuture, ImageTextEncoder, LabelScore};
 
-pub use brisque::{Brisque, features as brisque_features};
+pub use brisque::{Brisque, FEATURES as BRISQUE_FEATURES, features as brisque_features};
 pub use classifier::OnnxClassifier;
 pub use evaluate::{Evaluation, Evaluator};
 pub use head::{AestheticAssessor, MlpHead};
