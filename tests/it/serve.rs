@@ -955,3 +955,125 @@ fn past_the_concurrency_limit_requests_get_503_or_429_with_retry_after() {
         200
     );
 }
+
+/// The Python of the pinned client environment `cargo xtask serve-clients` makes.
+fn client_python() -> PathBuf {
+    let pointer = modelmux_tests::fixtures_dir().join("serve-clients.python");
+    let path = std::fs::read_to_string(&pointer).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run `cargo xtask serve-clients` (or `cargo xtask fixtures`), which installs the pinned tritonclient and openai clients",
+            pointer.display()
+        )
+    });
+    let python = PathBuf::from(path.trim());
+    assert!(
+        python.exists(),
+        "{} is gone: run `cargo xtask serve-clients`",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn tritonclient_and_openai_from_pypi_see_the_in_process_results() {
+    let python = client_python();
+    let options = ServerOptions {
+        control: ControlMode::External,
+        ..ServerOptions::default()
+    };
+    let server = Running::tiny(options);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let run = std::process::Command::new(&python)
+        .arg(root().join("xtask/python/serve_clients.py"))
+        .arg(&address)
+        .output()
+        .expect("the client script runs");
+    assert!(
+        run.status.success(),
+        "serve_clients.py failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&run.stdout).expect("the script prints JSON");
+
+    assert_eq!(seen["live"], true);
+    assert_eq!(seen["ready"], true);
+    assert_eq!(seen["server_metadata"]["name"], "modelmux");
+    assert_eq!(seen["state_before_load"], "UNAVAILABLE");
+    assert_eq!(seen["infer_before_load"]["status"], "404");
+    assert_eq!(seen["state_after_load"], "READY");
+    assert_eq!(seen["model_ready"], true);
+    assert_eq!(
+        seen["model_metadata"]["outputs"][0]["shape"],
+        json!([-1, 32])
+    );
+    assert_eq!(seen["unknown_model"]["status"], "404");
+    assert_eq!(seen["wrong_datatype"]["status"], "400");
+    assert!(
+        seen["wrong_datatype"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("BYTES")),
+        "{}",
+        seen["wrong_datatype"]
+    );
+    assert_eq!(seen["state_after_unload"], "UNAVAILABLE");
+    assert_eq!(seen["infer_after_unload"]["status"], "404");
+
+    // tritonclient's binary-data default and its JSON mode both give the in-process numbers.
+    let expected = in_process_embeddings(&TEXTS);
+    let flat: Vec<f32> = expected.iter().flatten().copied().collect();
+    for mode in ["infer_binary", "infer_json"] {
+        assert_eq!(seen[mode]["shape"], json!([3, 32]), "{mode}");
+        assert_eq!(seen[mode]["dtype"], "float32", "{mode}");
+        assert_eq!(f32s(&seen[mode]["data"]), flat, "{mode}");
+    }
+    let stats = &seen["statistics"]["model_stats"][0];
+    assert_eq!(stats["inference_count"], 6);
+    assert!(
+        stats["memory_usage"][0]["byte_size"]
+            .as_u64()
+            .expect("bytes")
+            > 0
+    );
+
+    // The openai client asks for base64 embeddings and decodes them itself.
+    for (i, vector) in expected[..2].iter().enumerate() {
+        assert_eq!(&f32s(&seen["openai_embeddings"][i]), vector);
+    }
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let generator = rt
+        .block_on(
+            server
+                .manager
+                .get_model::<Arc<dyn TextGenerator>>("tiny-gpt2"),
+        )
+        .expect("tiny-gpt2 is loaded");
+    let options = GenerationOptions {
+        max_new_tokens: Some(8),
+        ..GenerationOptions::default()
+    };
+    let direct = generator
+        .generate_batch(
+            &[Prompt::Text(
+                "user: Tell me about cats.\nassistant:".to_owned(),
+            )],
+            &options,
+        )
+        .expect("generation");
+    assert_eq!(seen["openai_chat_stream"]["text"], direct[0].text);
+    assert_eq!(seen["openai_chat_stream"]["finish_reason"], "length");
+
+    let png = base64_field(&seen["openai_image_png_b64"]);
+    let (image, _) = decode_png(&png).expect("a PNG");
+    let pipeline = rt
+        .block_on(server.manager.get_model::<Arc<dyn TextToImage>>("tiny-sd"))
+        .expect("tiny-sd is loaded");
+    let request = ImageRequest {
+        seed: Some(7),
+        steps: Some(2),
+        ..ImageRequest::new("a red square")
+    };
+    let direct = pipeline
+        .generate(&request, &mut no_progress())
+        .expect("generation");
+    assert_eq!(image.pixels, direct.images[0].pixels);
+}

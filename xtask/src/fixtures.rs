@@ -29,6 +29,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
     diffusion_goldens(root, &out)?;
     crate::vision_refs::run(root, &out)?;
     crate::lm_goldens::run(root, &out)?;
+    crate::serve_clients::run(root, &out)?;
     Ok(out)
 }
 

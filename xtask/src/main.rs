@@ -4,12 +4,14 @@
 //! `cargo xtask test` installs what the tests need (ONNX Runtime, the fixture environment) and
 //! reuses it from the cache folder on later runs.
 
+mod demo;
 mod export;
 mod fixtures;
 mod import;
 mod lm_goldens;
 mod python;
 mod schema;
+mod serve_clients;
 mod setup;
 mod test;
 mod verify;
@@ -33,6 +35,9 @@ tasks:
   import <dir|file.onnx> [--id ID --version V --arch A]
                   write the manifest of an ONNX export made elsewhere and check it
   schema          regenerate crates/registry/catalog.schema.json from the catalog types
+  demo [--memory-budget SIZE] [--prompt P] [--count N]
+                  every set-up step, then `modelmux pipeline` on real offline models
+  serve-clients   the pinned PyPI clients (tritonclient, openai) the serve tests drive the server with
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -44,9 +49,11 @@ fn main() -> anyhow::Result<()> {
         Some("fixtures") => fixtures::run(&root).map(drop),
         Some("test") => test::run(&root, &flags),
         Some("schema") => schema::run(&root),
+        Some("serve-clients") => serve_clients::run(&root, &root.join("target/modelmux-fixtures")),
         Some("export") => export::run(&root, &flags),
         Some("verify") => verify::run(&root, &flags),
         Some("import") => import::run(&root, &flags),
+        Some("demo") => demo::run(&root, &flags),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
