@@ -4,7 +4,6 @@
 //! `cargo xtask test` installs what the tests need (ONNX Runtime, the fixture environment) and
 //! reuses it from the cache folder on later runs.
 
-mod demo;
 mod export;
 mod fixtures;
 mod import;
@@ -35,8 +34,6 @@ tasks:
   import <dir|file.onnx> [--id ID --version V --arch A]
                   write the manifest of an ONNX export made elsewhere and check it
   schema          regenerate crates/registry/catalog.schema.json from the catalog types
-  demo [--memory-budget SIZE] [--prompt P] [--count N]
-                  every set-up step, then `modelmux pipeline` on real offline models
   serve-clients   the pinned PyPI clients (tritonclient, openai) the serve tests drive the server with
 ";
 
@@ -53,7 +50,6 @@ fn main() -> anyhow::Result<()> {
         Some("export") => export::run(&root, &flags),
         Some("verify") => verify::run(&root, &flags),
         Some("import") => import::run(&root, &flags),
-        Some("demo") => demo::run(&root, &flags),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
