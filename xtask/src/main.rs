@@ -4,6 +4,8 @@
 //! `cargo xtask test` installs what the tests need (ONNX Runtime, the fixture environment) and
 //! reuses it from the cache folder on later runs.
 
+mod bench;
+mod demo;
 mod export;
 mod fixtures;
 mod import;
@@ -34,6 +36,10 @@ tasks:
   import <dir|file.onnx> [--id ID --version V --arch A]
                   write the manifest of an ONNX export made elsewhere and check it
   schema          regenerate crates/registry/catalog.schema.json from the catalog types
+  demo [--memory-budget SIZE] [--prompt P] [--count N]
+                  every set-up step, then `modelmux pipeline` on real offline models
+  bench [--json] [--only NAME]
+                  every benchmark beside its baseline: one table of ratios (or JSON rows)
   serve-clients   the pinned PyPI clients (tritonclient, openai) the serve tests drive the server with
 ";
 
@@ -50,6 +56,8 @@ fn main() -> anyhow::Result<()> {
         Some("export") => export::run(&root, &flags),
         Some("verify") => verify::run(&root, &flags),
         Some("import") => import::run(&root, &flags),
+        Some("demo") => demo::run(&root, &flags),
+        Some("bench") => bench::run(&root, &flags),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
