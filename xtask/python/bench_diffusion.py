@@ -2,7 +2,7 @@
 OnnxStableDiffusionPipeline (onnxruntime) on the same ONNX export, and diffusers' scheduler
 `step` times; prints one JSON object.
 
-usage: bench_diffusion.py EXPORT_DIR --steps N --runs R --width W --height H --latent-size S
+usage: bench_diffusion.py EXPORT_DIR --steps N --runs R --width W --height H --latent-size S --threads T
 """
 
 import argparse
@@ -33,8 +33,14 @@ class Int64TextEncoder(OnnxRuntimeModel):
         return super().__call__(**kwargs)
 
 
-def pipeline_time(export, steps, runs, width, height):
-    load = lambda part, cls=OnnxRuntimeModel: cls(cls.load_model(f"{export}/{part}/model.onnx"))  # noqa: E731
+def pipeline_time(export, steps, runs, width, height, threads):
+    import onnxruntime as ort
+
+    def load(part, cls=OnnxRuntimeModel):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        return cls(cls.load_model(f"{export}/{part}/model.onnx", sess_options=options))
+
     with open(f"{export}/scheduler/scheduler_config.json") as f:
         scheduler = PNDMScheduler.from_config(json.load(f))
     pipe = OnnxStableDiffusionPipeline(
@@ -50,7 +56,15 @@ def pipeline_time(export, steps, runs, width, height):
              guidance_scale=7.5, width=width, height=height, generator=np.random.RandomState(i))
         if i > 0:  # the first run warms up
             times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
+    raw = []
+    feeds = {"sample": np.zeros((2, 4, 16, 16), np.float32), "timestep": np.full(2, 500.0, np.float32),
+             "encoder_hidden_states": np.zeros((2, 77, 32), np.float32)}
+    for i in range(steps + 1):
+        started = time.perf_counter()
+        pipe.unet(**feeds)
+        if i > 0:
+            raw.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2], sorted(raw)[len(raw) // 2]
 
 
 def step_times(size, steps=50):
@@ -80,9 +94,10 @@ def main():
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--height", type=int, default=32)
     p.add_argument("--latent-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    result = {"pipeline_s": pipeline_time(a.export, a.steps, a.runs, a.width, a.height),
-              "step_us": step_times(a.latent_size)}
+    pipeline_s, unet_s = pipeline_time(a.export, a.steps, a.runs, a.width, a.height, a.threads)
+    result = {"pipeline_s": pipeline_s, "unet_call_s": unet_s, "step_us": step_times(a.latent_size)}
     print(json.dumps(result))
 
 

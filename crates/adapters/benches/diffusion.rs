@@ -7,6 +7,7 @@
 //! Python side runs `xtask/python/bench_diffusion.py` with `$MODELMUX_BENCH_PYTHON`, else the
 //! export environment xtask made (`~/.cache/modelmux/venv/export-*`); without one, only the
 //! Rust numbers are printed, with the reason. Medians; the first pipeline run warms up.
+//! `BENCH_THREADS` sets ONNX Runtime's intra-op threads on both sides (default 1).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +25,17 @@ use ndarray::ArrayD;
 const STEPS: usize = 20;
 const RUNS: usize = 5;
 const LATENT: usize = 64;
+
+/// ONNX Runtime intra-op threads on both sides (`$BENCH_THREADS`, default 1): the same count,
+/// because ONNX Runtime's automatic choice differs between the two bindings on some machines
+/// and spinning threads on a loaded machine can triple a run's time.
+fn threads() -> usize {
+    std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -63,7 +75,10 @@ fn rust_pipeline(export: &Path) -> Duration {
     let ctx = LoadContext {
         spec: &spec,
         export_dir: export.to_path_buf(),
-        session: SessionSpec::cpu(),
+        session: SessionSpec {
+            intra_threads: Some(threads()),
+            ..SessionSpec::cpu()
+        },
         queue_limit: 8,
     };
     let sd = StableDiffusion::load(&ctx).expect("tiny-sd loads");
@@ -78,13 +93,51 @@ fn rust_pipeline(export: &Path) -> Duration {
     for i in 0..=RUNS {
         request.seed = Some(i as u64);
         let started = Instant::now();
-        sd.generate(&request, &mut |_| Control::Continue)
+        let out = sd
+            .generate(&request, &mut |_| Control::Continue)
             .expect("generation");
         if i > 0 {
             times.push(started.elapsed());
         }
+        if i == RUNS {
+            let t = out.timings;
+            println!(
+                "  rust stages (last run): text {:.1} ms, denoise {:.1} ms, vae {:.1} ms",
+                t.text_encoder.as_secs_f64() * 1e3,
+                t.denoise.as_secs_f64() * 1e3,
+                t.vae.as_secs_f64() * 1e3
+            );
+        }
     }
     sd.shutdown();
+    // The UNet alone, as the pipeline calls it (batch 2, 16×16 latents, 77 tokens).
+    let unet = ctx.pool("unet/model.onnx", false).expect("unet");
+    let mut raw = Vec::new();
+    for i in 0..=STEPS {
+        let inputs = modelmux_runtime_ort::Inputs::new()
+            .with(
+                "sample",
+                ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 4, 16, 16])),
+            )
+            .with(
+                "timestep",
+                ArrayD::<f32>::from_elem(ndarray::IxDyn(&[2]), 500.0),
+            )
+            .with(
+                "encoder_hidden_states",
+                ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 77, 32])),
+            );
+        let started = Instant::now();
+        unet.run_blocking(inputs).expect("unet run");
+        if i > 0 {
+            raw.push(started.elapsed());
+        }
+    }
+    unet.shutdown();
+    println!(
+        "  rust raw UNet call (batch 2): median {:.2} ms",
+        median(raw).as_secs_f64() * 1e3
+    );
     median(times)
 }
 
@@ -119,6 +172,7 @@ fn main() {
             .arg(&export)
             .args(["--steps", &STEPS.to_string(), "--runs", &RUNS.to_string()])
             .args(["--latent-size", &LATENT.to_string()])
+            .args(["--threads", &threads().to_string()])
             .output()
     });
     let python: Option<serde_json::Value> = match python {
@@ -147,7 +201,8 @@ fn main() {
         }
     };
     println!(
-        "tiny-sd 32x32, {STEPS} steps, PNDM, guidance 7.5 (CFG batch 2), median of {RUNS} runs"
+        "tiny-sd 32x32, {STEPS} steps, PNDM, guidance 7.5 (CFG batch 2), {} intra-op thread(s), median of {RUNS} runs",
+        threads()
     );
     println!(
         "  rust pipeline                          {:>9.1} ms",
