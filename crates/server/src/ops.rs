@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -131,7 +132,7 @@ pub(crate) async fn guard(
         )
         .into_response();
     }
-    let Ok(_permit) = Arc::clone(&state.limiter).try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(&state.limiter).try_acquire_owned() else {
         let status = if path.starts_with("/v1/") {
             StatusCode::TOO_MANY_REQUESTS
         } else {
@@ -148,6 +149,23 @@ pub(crate) async fn guard(
         .into_response();
     };
     let response = next.run(request).await;
+    // A streamed answer (server-sent events) keeps its permit until its last event, not just
+    // until its headers; other bodies are complete here and keep their Content-Length.
+    let streamed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let response = if streamed {
+        response.map(|body| {
+            Body::from_stream(body.into_data_stream().map(move |chunk| {
+                let _held = &permit;
+                chunk
+            }))
+        })
+    } else {
+        drop(permit);
+        response
+    };
     // A body cut off by the streaming limit (no Content-Length) comes back as axum's plain
     // 413; it is answered in the protocol's JSON shape instead.
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE
