@@ -416,7 +416,9 @@ fn taps(in_size: usize, out_size: usize, filter: Filter) -> Taps {
     Taps { bounds, weights }
 }
 
-fn clip8(value: i64) -> u8 {
+/// Pillow's accumulators are 32-bit: the coefficient budget (22 bits + 8 for the value + 2 for
+/// the overshoot of negative lobes) is what keeps the sums inside an `i32`.
+fn clip8(value: i32) -> u8 {
     (value >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
@@ -472,16 +474,26 @@ fn resize_u8(
 fn pass_horizontal(src: &[u8], width: usize, rows: usize, channels: usize, taps: &Taps) -> Vec<u8> {
     let out_w = taps.bounds.len();
     let mut out = vec![0u8; rows * out_w * channels];
-    for y in 0..rows {
-        let line = &src[y * width * channels..][..width * channels];
-        let dst = &mut out[y * out_w * channels..][..out_w * channels];
-        for (xx, ((xmin, count), k)) in taps.bounds.iter().zip(&taps.weights).enumerate() {
-            for c in 0..channels {
-                let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-                for x in 0..*count {
-                    ss += i64::from(line[(x + xmin) * channels + c]) * i64::from(k[x]);
+    for (line, dst) in src
+        .chunks_exact(width * channels)
+        .take(rows)
+        .zip(out.chunks_exact_mut(out_w * channels))
+    {
+        for ((&(xmin, count), k), pixel) in taps
+            .bounds
+            .iter()
+            .zip(&taps.weights)
+            .zip(dst.chunks_exact_mut(channels))
+        {
+            let mut ss = [1i32 << (PRECISION_BITS - 1); 4];
+            let window = &line[xmin * channels..(xmin + count) * channels];
+            for (source, &w) in window.chunks_exact(channels).zip(k) {
+                for (acc, &v) in ss.iter_mut().zip(source) {
+                    *acc += i32::from(v) * w;
                 }
-                dst[xx * channels + c] = clip8(ss);
+            }
+            for (d, &acc) in pixel.iter_mut().zip(&ss) {
+                *d = clip8(acc);
             }
         }
     }
@@ -489,7 +501,8 @@ fn pass_horizontal(src: &[u8], width: usize, rows: usize, channels: usize, taps:
 }
 
 /// `ImagingResampleVertical_8bpc`: every column of `src` (`width` pixels a row) through the
-/// taps; `row_offset` is the first source row `src` holds.
+/// taps; `row_offset` is the first source row `src` holds. Rows are accumulated whole, which
+/// adds the same products in the same order as Pillow's per-pixel loop.
 fn pass_vertical(
     src: &[u8],
     width: usize,
@@ -500,14 +513,25 @@ fn pass_vertical(
     let out_h = taps.bounds.len();
     let stride = width * channels;
     let mut out = vec![0u8; out_h * stride];
-    for (yy, ((ymin, count), k)) in taps.bounds.iter().zip(&taps.weights).enumerate() {
-        let ymin = ymin - row_offset;
-        for xx in 0..stride {
-            let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-            for y in 0..*count {
-                ss += i64::from(src[(y + ymin) * stride + xx]) * i64::from(k[y]);
+    let mut acc = vec![0i32; stride];
+    for ((&(ymin, count), k), dst) in taps
+        .bounds
+        .iter()
+        .zip(&taps.weights)
+        .zip(out.chunks_exact_mut(stride))
+    {
+        acc.fill(1 << (PRECISION_BITS - 1));
+        let first = (ymin - row_offset) * stride;
+        for (row, &w) in src[first..first + count * stride]
+            .chunks_exact(stride)
+            .zip(k)
+        {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += i32::from(v) * w;
             }
-            out[yy * stride + xx] = clip8(ss);
+        }
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = clip8(a);
         }
     }
     out
