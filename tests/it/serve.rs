@@ -1077,3 +1077,99 @@ fn tritonclient_and_openai_from_pypi_see_the_in_process_results() {
         .expect("generation");
     assert_eq!(image.pixels, direct.images[0].pixels);
 }
+
+#[test]
+fn classifier_and_image_text_encoder_tensors_equal_in_process_results() {
+    use modelmux::adapters::image::Image;
+    use modelmux::adapters::lm::TextClassifier;
+    use modelmux::adapters::vlm::ImageTextEncoder;
+
+    let server = Running::tiny(ServerOptions::default());
+    let client = server.client();
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+
+    // A BERT entry with labels: probabilities in label order and the top label.
+    let reply = client.post(
+        "/v2/models/tiny-bert-classifier/infer",
+        &texts_request("text", &TEXTS[..2]),
+    );
+    let body = reply.ok();
+    let classifier = rt
+        .block_on(
+            server
+                .manager
+                .get_model::<Arc<dyn TextClassifier>>("tiny-bert-classifier"),
+        )
+        .expect("tiny-bert-classifier");
+    let scored = classifier.classify(&TEXTS[..2]).expect("classification");
+    let labels = classifier.labels().to_vec();
+    let mut expected = Vec::new();
+    for scores in &scored {
+        for label in &labels {
+            let score = scores
+                .iter()
+                .find(|s| &s.label == label)
+                .expect("every label");
+            expected.push(score.score);
+        }
+    }
+    assert_eq!(body["outputs"][0]["name"], "probabilities");
+    assert_eq!(body["outputs"][0]["shape"], json!([2, labels.len()]));
+    assert_eq!(f32s(&body["outputs"][0]["data"]), expected);
+    let top: Vec<&str> = scored.iter().map(|s| s[0].label.as_str()).collect();
+    assert_eq!(body["outputs"][1]["data"], json!(top));
+
+    // A dual encoder: an encoded image as BYTES (binary data) and a text, in one request.
+    let png = std::fs::read(root().join("tests/data/images/astronaut-palette.png")).expect("image");
+    let mut binary = (png.len() as u32).to_le_bytes().to_vec();
+    binary.extend_from_slice(&png);
+    let header = json!({
+        "inputs": [
+            { "name": "image", "shape": [1], "datatype": "BYTES",
+              "parameters": { "binary_data_size": binary.len() } },
+            { "name": "text", "shape": [1], "datatype": "BYTES", "data": ["an astronaut"] },
+        ],
+    })
+    .to_string();
+    let mut request = header.as_bytes().to_vec();
+    request.extend_from_slice(&binary);
+    let reply = client.post_bytes(
+        "/v2/models/tiny-clip/infer",
+        &[("Inference-Header-Content-Length", header.len().to_string())],
+        &request,
+    );
+    let body = reply.ok();
+    let encoder = rt
+        .block_on(
+            server
+                .manager
+                .get_model::<Arc<dyn ImageTextEncoder>>("tiny-clip"),
+        )
+        .expect("tiny-clip");
+    let image = Image::decode(&png).expect("decodes");
+    let images = rt
+        .block_on(encoder.embed_images(std::slice::from_ref(&image)))
+        .expect("image embedding");
+    let texts = rt
+        .block_on(encoder.embed_texts(&["an astronaut".to_owned()]))
+        .expect("text embedding");
+    let output = |name: &str| {
+        body["outputs"]
+            .as_array()
+            .expect("outputs")
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("no output {name}: {body}"))
+            .clone()
+    };
+    assert_eq!(f32s(&output("embedding")["data"]), texts[0]);
+    assert_eq!(f32s(&output("image_embedding")["data"]), images[0]);
+
+    // Not an image: a 400 naming the input, not a panic.
+    let reply = client.post(
+        "/v2/models/tiny-clip/infer",
+        &json!({ "inputs": [{ "name": "image", "shape": [1], "datatype": "BYTES", "data": ["not a picture"] }] }),
+    );
+    assert_eq!(reply.status, 400);
+    assert!(reply.error().contains("`image`"), "{}", reply.error());
+}
