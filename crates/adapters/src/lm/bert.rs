@@ -115,10 +115,20 @@ impl BertEncoder {
 
     /// Embeds already-tokenized texts (special tokens included), e.g. reference token ids.
     pub fn embed_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, AdapterError> {
-        let encoded = untyped(ids);
-        let mut vectors = Vec::with_capacity(encoded.len());
-        for chunk in encoded.chunks(self.chunk) {
-            vectors.extend(self.embed_chunk(chunk)?);
+        self.embed_encoded(untyped(ids))
+    }
+
+    /// Embeds in runs of at most `chunk` texts, grouped by length so each run pads little (as
+    /// sentence-transformers sorts before batching), in the caller's order.
+    fn embed_encoded(&self, encoded: Vec<Encoded>) -> Result<Vec<Vec<f32>>, AdapterError> {
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        let mut vectors = vec![Vec::new(); encoded.len()];
+        for indices in order.chunks(self.chunk) {
+            let batch: Vec<Encoded> = indices.iter().map(|&i| encoded[i].clone()).collect();
+            for (&i, vector) in indices.iter().zip(self.embed_chunk(&batch)?) {
+                vectors[i] = vector;
+            }
         }
         Ok(vectors)
     }
@@ -269,12 +279,7 @@ impl TextEncoder for BertEncoder {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, AdapterError> {
-        let mut vectors = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(self.chunk) {
-            let encoded = self.tokenizer.encode_batch(chunk, true)?;
-            vectors.extend(self.embed_chunk(&encoded)?);
-        }
-        Ok(vectors)
+        self.embed_encoded(self.tokenizer.encode_batch(texts, true)?)
     }
 }
 
