@@ -439,3 +439,19 @@ impl BlipCaptionerRef {
         Self(BlipCaptioner::load(&context).unwrap_or_else(|e| panic!("{e}")))
     }
 }
+
+/// The family objects cross tasks and threads (the manager hands leases to any task), and so do
+/// the boxed futures their methods return (`BoxFuture` is `Send` by definition).
+#[allow(dead_code)]
+fn vision_types_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Image>();
+    both::<Arc<dyn ImageTextEncoder>>();
+    both::<Arc<dyn ImageCaptioner>>();
+    both::<Arc<dyn modelmux_adapters::specialized::ImageClassifier>>();
+    both::<Arc<dyn modelmux_adapters::specialized::QualityAssessor>>();
+    both::<Arc<dyn modelmux_adapters::specialized::EmbeddingScorer>>();
+    both::<modelmux_adapters::specialized::Evaluator>();
+    both::<BlipCaptioner>();
+    both::<modelmux_adapters::vlm::DualEncoder>();
+}
