@@ -212,9 +212,8 @@ fn advance_text(
     }
     // A stop sequence may be completed by a later token: hold back the longest tail of the
     // text that starts one, so no streamed text has to be taken back.
-    let held = (!last)
-        .then_some(stops)
-        .unwrap_or_default()
+    let pending: &[String] = if last { &[] } else { stops };
+    let held = pending
         .iter()
         .flat_map(|stop| {
             (1..stop.len())
