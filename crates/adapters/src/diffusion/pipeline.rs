@@ -218,6 +218,12 @@ impl StableDiffusion {
             .get("vae_scale_factor")
             .and_then(|v| v.as_u64())
             .unwrap_or(8) as usize;
+        if vae_scale_factor == 0 || latent_channels == 0 || !scaling_factor.is_normal() {
+            return Err(config_error(format!(
+                "the manifest's vae_scale_factor {vae_scale_factor}, latent_channels \
+                 {latent_channels} or scaling factor {scaling_factor} is unusable"
+            )));
+        }
         Ok(Self {
             model,
             tokenizer,
@@ -264,10 +270,10 @@ impl StableDiffusion {
         let width = request.width.unwrap_or(self.defaults.width);
         let height = request.height.unwrap_or(self.defaults.height);
         for (name, v) in [("width", width), ("height", height)] {
-            if v == 0 || v % 8 != 0 {
+            if v == 0 || !v.is_multiple_of(8) {
                 return Err(self.invalid(format!("{name} {v} is not a positive multiple of 8")));
             }
-            if v as usize % self.vae_scale_factor != 0 {
+            if !(v as usize).is_multiple_of(self.vae_scale_factor) {
                 return Err(self.invalid(format!(
                     "{name} {v} is not a multiple of the VAE factor {}",
                     self.vae_scale_factor

@@ -61,7 +61,7 @@ impl TextToImage for RemoteImages {
         };
         let width = request.width.unwrap_or(self.defaults.width);
         let height = request.height.unwrap_or(self.defaults.height);
-        if width == 0 || height == 0 || width % 8 != 0 || height % 8 != 0 {
+        if width == 0 || height == 0 || !width.is_multiple_of(8) || !height.is_multiple_of(8) {
             return Err(invalid(format!(
                 "{width}×{height}: width and height must be positive multiples of 8"
             )));
