@@ -4,6 +4,7 @@ mod diffusion;
 mod export;
 mod lm;
 mod manager;
+mod reliability;
 mod remote;
 mod runtime;
 mod send_sync;

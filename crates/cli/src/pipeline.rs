@@ -547,8 +547,11 @@ fn interpret(
     log: &mut Log,
 ) -> anyhow::Result<serde_json::Value> {
     let generator = runtime.block_on(manager.get_model::<Arc<dyn TextGenerator>>(id))?;
+    // Greedy, with transformers' repetition penalty: small models otherwise loop on a phrase
+    // of the prompt.
     let options = GenerationOptions {
         max_new_tokens: Some(args.max_new_tokens),
+        repetition_penalty: Some(1.3),
         ..GenerationOptions::default()
     };
     // The detailed prompt first; a model with a short context gets the gist instead.
@@ -574,23 +577,18 @@ fn interpret(
 
 /// What the language model is asked: the request, each image's numbers, and what to write.
 fn interpretation_prompt(prompt: &str, s: &Scored) -> String {
-    let mut text = format!(
-        "An image generator was asked for: \"{prompt}\". Automatic evaluators measured the image:"
-    );
+    let mut facts = Vec::new();
     if let Some(c) = s.clip_score {
-        text.push_str(&format!(
-            " CLIPScore {c:.2} (0 to 2.5, higher means closer to the request);"
+        facts.push(format!(
+            "- match with the request (CLIPScore, 0 to 2.5, higher is closer): {c:.2}"
         ));
-    }
-    if let Some(c) = &s.caption {
-        text.push_str(&format!(" a captioner describes it as \"{c}\";"));
     }
     for a in &s.attributes {
         if let Some(v) = a.expected_value() {
-            text.push_str(&format!(" {} about {v:.0};", a.attribute));
+            facts.push(format!("- {} estimate: {v:.0}", a.attribute));
         } else if let Some(b) = a.best() {
-            text.push_str(&format!(
-                " {} {} ({:.0}%);",
+            facts.push(format!(
+                "- {}: {} ({:.0}% sure)",
                 a.attribute,
                 b.label,
                 b.score * 100.0
@@ -598,12 +596,15 @@ fn interpretation_prompt(prompt: &str, s: &Scored) -> String {
         }
     }
     for q in &s.quality_text {
-        text.push_str(&format!(" quality {q};"));
+        facts.push(format!("- quality: {q}"));
     }
-    text.push_str(
-        "\nIn two or three sentences, say whether the image matches the request and whether its quality is good.",
-    );
-    text
+    if let Some(c) = &s.caption {
+        facts.push(format!("- automatic caption: {c}"));
+    }
+    format!(
+        "You review images made by an image generator. The request was: \"{prompt}\".\nMeasurements of the image:\n{}\nIn two or three sentences of your own, say whether the image matches the request and whether its quality is good.",
+        facts.join("\n")
+    )
 }
 
 /// The gist for models with a short context: the request and the CLIPScore.
