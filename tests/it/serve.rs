@@ -277,6 +277,23 @@ fn in_process_embeddings(texts: &[&str]) -> Vec<Vec<f32>> {
     encoder.embed(texts).expect("embeddings")
 }
 
+/// What tiny-gpt2 answers `prompt` in-process, greedy, in `max_tokens` tokens.
+fn tiny_gpt2_text(manager: &ModelManager, prompt: &str, max_tokens: usize) -> String {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let generator = rt
+        .block_on(manager.get_model::<Arc<dyn TextGenerator>>("tiny-gpt2"))
+        .expect("tiny-gpt2");
+    let options = GenerationOptions {
+        max_new_tokens: Some(max_tokens),
+        ..GenerationOptions::default()
+    };
+    generator
+        .generate_batch(&[Prompt::Text(prompt.to_owned())], &options)
+        .expect("generation")
+        .remove(0)
+        .text
+}
+
 #[test]
 fn health_server_and_model_metadata() {
     let server = Running::tiny(ServerOptions::default());
@@ -803,27 +820,8 @@ fn openai_embeddings_and_chat_streaming_equal_in_process_results() {
         "length"
     );
 
-    let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    let generator = rt
-        .block_on(
-            server
-                .manager
-                .get_model::<Arc<dyn TextGenerator>>("tiny-gpt2"),
-        )
-        .expect("tiny-gpt2");
-    let options = GenerationOptions {
-        max_new_tokens: Some(8),
-        ..GenerationOptions::default()
-    };
-    let direct = generator
-        .generate_batch(
-            &[Prompt::Text(
-                "user: Tell me about cats.\nassistant:".to_owned(),
-            )],
-            &options,
-        )
-        .expect("generation");
-    assert_eq!(direct[0].text, text);
+    let direct = tiny_gpt2_text(&server.manager, "user: Tell me about cats.\nassistant:", 8);
+    assert_eq!(direct, text);
 }
 
 #[test]
@@ -1040,26 +1038,8 @@ fn tritonclient_and_openai_from_pypi_see_the_in_process_results() {
         assert_eq!(&f32s(&seen["openai_embeddings"][i]), vector);
     }
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    let generator = rt
-        .block_on(
-            server
-                .manager
-                .get_model::<Arc<dyn TextGenerator>>("tiny-gpt2"),
-        )
-        .expect("tiny-gpt2 is loaded");
-    let options = GenerationOptions {
-        max_new_tokens: Some(8),
-        ..GenerationOptions::default()
-    };
-    let direct = generator
-        .generate_batch(
-            &[Prompt::Text(
-                "user: Tell me about cats.\nassistant:".to_owned(),
-            )],
-            &options,
-        )
-        .expect("generation");
-    assert_eq!(seen["openai_chat_stream"]["text"], direct[0].text);
+    let direct = tiny_gpt2_text(&server.manager, "user: Tell me about cats.\nassistant:", 8);
+    assert_eq!(seen["openai_chat_stream"]["text"], direct);
     assert_eq!(seen["openai_chat_stream"]["finish_reason"], "length");
 
     let png = base64_field(&seen["openai_image_png_b64"]);
@@ -1172,4 +1152,32 @@ fn classifier_and_image_text_encoder_tensors_equal_in_process_results() {
     );
     assert_eq!(reply.status, 400);
     assert!(reply.error().contains("`image`"), "{}", reply.error());
+}
+
+#[test]
+fn the_generate_extension_answers_whole_and_streamed_text() {
+    let server = Running::tiny(ServerOptions::default());
+    let client = server.client();
+    let request = json!({ "text_input": "Once upon a time", "parameters": { "max_tokens": 6 } });
+    let whole = client.post("/v2/models/tiny-gpt2/generate", &request).ok();
+    assert_eq!(whole["model_name"], "tiny-gpt2");
+    assert_eq!(whole["finish_reason"], "length");
+
+    let direct = tiny_gpt2_text(&server.manager, "Once upon a time", 6);
+    assert_eq!(whole["text_output"], direct);
+
+    let events = client.post_events("/v2/models/tiny-gpt2/generate_stream", &request);
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("JSON events"))
+        .collect();
+    let joined: String = events
+        .iter()
+        .filter_map(|e| e["text_output"].as_str())
+        .collect();
+    assert_eq!(joined, direct);
+    assert_eq!(events.last().expect("events")["finish_reason"], "length");
+
+    let reply = client.post("/v2/models/tiny-bert/generate", &request);
+    assert_eq!(reply.status, 400, "not a text generator");
 }

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! HTTP (axum) → guard (token → 401, body size → 413, concurrency → 429/503 + Retry-After)
-//!   → /v2 …     Open Inference Protocol v2 (JSON tensors, Triton's binary-data extension),
-//!               Triton's repository and statistics extensions
+//!   → /v2 …     Open Inference Protocol v2 (JSON tensors, Triton's binary-data extension,
+//!               the generate extension), Triton's repository and statistics extensions
 //!   → /v1 …     OpenAI-compatible routes (models, embeddings, chat completions with SSE, images)
 //!   → /metrics  the manager's Prometheus text plus request counters
 //!     └─ ModelManager::get_model → lease → family object (or SessionPool) → ONNX Runtime
@@ -37,6 +37,7 @@
 //! evicts them), and a model that is not loaded answers 404, which ModelMesh reads as "not here".
 
 mod error;
+mod generate;
 mod models;
 mod oip;
 mod openai;
@@ -222,6 +223,19 @@ impl Server {
             .route("/v2/models/{name}/ready", get(oip::model_ready))
             .route("/v2/models/{name}/infer", post(oip::infer))
             .route("/v2/models/{name}/stats", get(oip::model_stats))
+            .route("/v2/models/{name}/generate", post(generate::generate))
+            .route(
+                "/v2/models/{name}/generate_stream",
+                post(generate::generate_stream),
+            )
+            .route(
+                "/v2/models/{name}/versions/{version}/generate",
+                post(generate::generate),
+            )
+            .route(
+                "/v2/models/{name}/versions/{version}/generate_stream",
+                post(generate::generate_stream),
+            )
             .route(
                 "/v2/models/{name}/versions/{version}",
                 get(oip::model_metadata),
