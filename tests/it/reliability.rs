@@ -223,19 +223,26 @@ async fn still_serves(manager: &ModelManager) {
     assert_consistent(manager);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_onnx_file_is_a_load_error_and_nothing_else_is_affected() {
+/// Loads tiny-bert from a copy of its export that `break_it` damaged; the manager's error.
+async fn load_broken_bert(
+    break_it: impl FnOnce(&Path),
+) -> (ModelManager, ManagerError, tempfile::TempDir) {
     let exports = copy_exports(&["tiny-bert", "tiny-clip"]);
-    std::fs::write(
-        exports.path().join("tiny-bert/0.1.0/model.onnx"),
-        b"not an onnx file",
-    )
-    .unwrap();
+    break_it(&exports.path().join("tiny-bert/0.1.0"));
     let manager = manager(exports.path().to_owned(), 64 * MIB);
     let err = manager
         .get_model::<Arc<dyn TextEncoder>>("tiny-bert")
         .await
         .unwrap_err();
+    (manager, err, exports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_onnx_file_is_a_load_error_and_nothing_else_is_affected() {
+    let (manager, err, _dir) = load_broken_bert(|dir| {
+        std::fs::write(dir.join("model.onnx"), b"not an onnx file").unwrap();
+    })
+    .await;
     assert!(matches!(err, ManagerError::LoadFailed { .. }), "{err}");
     assert!(err.to_string().contains("tiny-bert"), "{err}");
     still_serves(&manager).await;
@@ -243,28 +250,21 @@ async fn a_corrupt_onnx_file_is_a_load_error_and_nothing_else_is_affected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_onnx_file_is_a_load_error() {
-    let exports = copy_exports(&["tiny-bert", "tiny-clip"]);
-    let path = exports.path().join("tiny-bert/0.1.0/model.onnx");
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let manager = manager(exports.path().to_owned(), 64 * MIB);
-    let err = manager
-        .get_model::<Arc<dyn TextEncoder>>("tiny-bert")
-        .await
-        .unwrap_err();
+    let (manager, err, _dir) = load_broken_bert(|dir| {
+        let bytes = std::fs::read(dir.join("model.onnx")).unwrap();
+        std::fs::write(dir.join("model.onnx"), &bytes[..bytes.len() / 2]).unwrap();
+    })
+    .await;
     assert!(matches!(err, ManagerError::LoadFailed { .. }), "{err}");
     still_serves(&manager).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_tokenizer_names_the_file() {
-    let exports = copy_exports(&["tiny-bert", "tiny-clip"]);
-    std::fs::remove_file(exports.path().join("tiny-bert/0.1.0/tokenizer.json")).unwrap();
-    let manager = manager(exports.path().to_owned(), 64 * MIB);
-    let err = manager
-        .get_model::<Arc<dyn TextEncoder>>("tiny-bert")
-        .await
-        .unwrap_err();
+    let (manager, err, _dir) = load_broken_bert(|dir| {
+        std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    })
+    .await;
     assert!(err.to_string().contains("tokenizer"), "{err}");
     still_serves(&manager).await;
 }
