@@ -276,17 +276,17 @@ fn read_manager(out: &str) -> Vec<Row> {
             false,
         ));
     }
-    if let Some(l) = line_with(out, "concurrent clients") {
-        if let (Some(u), Some(b)) = (after(l, "unbatched"), after(l, ", batched")) {
-            rows.push(row(
-                "dynamic batching vs none (tiny-bert, 16 clients)",
-                b,
-                u,
-                "requests/s",
-                1.5,
-                true,
-            ));
-        }
+    if let Some(l) = line_with(out, "concurrent clients")
+        && let (Some(u), Some(b)) = (after(l, "unbatched"), after(l, ", batched"))
+    {
+        rows.push(row(
+            "dynamic batching vs none (tiny-bert, 16 clients)",
+            b,
+            u,
+            "requests/s",
+            1.5,
+            true,
+        ));
     }
     rows
 }
