@@ -63,7 +63,7 @@ struct Bench {
     read: fn(&str) -> Vec<Row>,
 }
 
-const BENCHES: [Bench; 5] = [
+const BENCHES: [Bench; 6] = [
     Bench {
         package: "modelmux",
         dir: "crates/manager",
@@ -98,6 +98,13 @@ const BENCHES: [Bench; 5] = [
         name: "diffusion",
         args: &[],
         read: read_diffusion,
+    },
+    Bench {
+        package: "modelmux-server",
+        dir: "crates/server",
+        name: "serve",
+        args: &[],
+        read: read_serve,
     },
 ];
 
@@ -442,6 +449,28 @@ fn read_diffusion(out: &str) -> Vec<Row> {
     rows
 }
 
+/// MiniLM over HTTP against the same encoder in process: each batch's `http` line carries its
+/// requests/s and its ratio to the in-process mean.
+fn read_serve(out: &str) -> Vec<Row> {
+    out.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            let [batch, "http", rate, _texts, ratio] = cells.as_slice() else {
+                return None;
+            };
+            let (rate, ratio) = (rate.parse::<f64>().ok()?, ratio.parse::<f64>().ok()?);
+            Some(row(
+                &format!("MiniLM served over HTTP vs in-process, batch {batch}"),
+                rate,
+                rate / ratio,
+                "requests/s",
+                0.8,
+                true,
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     //! The readers on the benchmarks' printed lines.
@@ -471,5 +500,9 @@ mod tests {
         let rows = read_diffusion(diffusion);
         assert_eq!(rows.len(), 2);
         assert!(rows.iter().all(Row::met));
+        let serve = "1          in-process        900.0        900.0      1.000\n1                http        450.0        450.0      0.500\n";
+        let rows = read_serve(serve);
+        assert_eq!(rows.len(), 1);
+        assert!((rows[0].baseline - 900.0).abs() < 1e-9 && !rows[0].met());
     }
 }
