@@ -276,7 +276,7 @@ impl Server {
         oip::load_spec(&self.state, &spec).await
     }
 
-    /// The address-independent part of the server: the manager it serves.
+    /// The manager this server serves from.
     pub fn manager(&self) -> &ModelManager {
         &self.state.manager
     }

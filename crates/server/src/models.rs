@@ -265,7 +265,7 @@ async fn blocking<R: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("a model call failed: {e}")))?
 }
 
-/// The number of items in a batch of texts: the first dimension of a `[n]` or `[n, 1]` tensor.
+/// The texts of a BYTES input of shape `[n]` or `[n, 1]`.
 fn texts_of(request: &InferRequest, name: &str) -> Result<Vec<String>, ApiError> {
     let tensor = request.required(name)?;
     if tensor.shape.len() > 2 || (tensor.shape.len() == 2 && tensor.shape[1] != 1) {

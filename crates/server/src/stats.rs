@@ -41,6 +41,9 @@ pub(crate) struct ModelStats {
     pub compute_infer: DurationStat,
 }
 
+/// A Prometheus counter: its name, its help text, and how to read it from a model's stats.
+type Counter = (&'static str, &'static str, fn(&ModelStats) -> f64);
+
 /// Statistics of every model, keyed by `id@version`.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -118,7 +121,7 @@ impl Stats {
         let mut keys: Vec<&String> = models.keys().collect();
         keys.sort();
         let mut out = String::new();
-        let families: [(&str, &str, fn(&ModelStats) -> f64); 4] = [
+        let families: [Counter; 4] = [
             (
                 "modelmux_inference_request_success_total",
                 "Inference requests that succeeded.",

@@ -475,7 +475,7 @@ fn decode_binary(name: &str, datatype: Datatype, bytes: &[u8]) -> Result<TensorD
         Datatype::Int64 => 8,
         Datatype::Bytes => 0,
     };
-    if width > 1 && bytes.len() % width != 0 {
+    if width > 1 && !bytes.len().is_multiple_of(width) {
         return Err(ApiError::bad_request(format!(
             "input `{name}`: {} bytes of {} data is not a whole number of {width}-byte elements",
             bytes.len(),
