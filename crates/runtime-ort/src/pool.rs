@@ -3,8 +3,10 @@
 //!
 //! Batching: each instance gets a batching thread that takes the first waiting request, then
 //! gathers compatible ones (same inputs, same element types, same dimensions past axis 0) until
-//! `max_batch_size` rows or `max_queue_delay` — whichever comes first — stacks them along axis 0,
-//! runs once and splits every output back along axis 0. An idle instance's thread picks up the
+//! `max_batch_size` rows, `max_queue_delay`, or the moment no other admitted request is left to
+//! wait for — whichever comes first — stacks them along axis 0, runs once and splits every output
+//! back along axis 0. The last condition keeps a lone request from paying the delay, and lets a
+//! batch under load fill with the callers whose previous requests are still running. An idle instance's thread picks up the
 //! next request, so load spreads without a separate scheduler. Incompatible requests wait for a
 //! batch of their own.
 
@@ -47,6 +49,9 @@ impl Default for PoolConfig {
     }
 }
 
+/// How often a gathering batch looks again at whether more requests could still join it.
+const POLL: Duration = Duration::from_micros(100);
+
 type Reply = oneshot::Sender<Result<Outputs, RuntimeError>>;
 
 struct BatchJob {
@@ -66,7 +71,7 @@ struct PoolInner {
     name: String,
     instances: Vec<SessionHandle>,
     queue_limit: usize,
-    admitted: AtomicUsize,
+    admitted: Arc<AtomicUsize>,
     batches: Option<Mutex<Option<mpsc::Sender<BatchJob>>>>,
 }
 
@@ -76,9 +81,12 @@ impl SessionPool {
     /// request is refused with the offending tensor named.
     pub fn new(instances: Vec<SessionHandle>, config: PoolConfig) -> Result<Self, RuntimeError> {
         let Some(first) = instances.first() else {
-            return Err(RuntimeError::Ort(ort::Error::new("a pool needs at least one instance")));
+            return Err(RuntimeError::Ort(ort::Error::new(
+                "a pool needs at least one instance",
+            )));
         };
         let name = first.name().to_owned();
+        let admitted = Arc::new(AtomicUsize::new(0));
         let batches = match config.batching {
             None => None,
             Some(batch) => {
@@ -88,10 +96,15 @@ impl SessionPool {
                 for instance in &instances {
                     let instance = instance.clone();
                     let receiver = Arc::clone(&receiver);
+                    let admitted = Arc::clone(&admitted);
                     std::thread::Builder::new()
                         .name(format!("batch:{name}"))
-                        .spawn(move || batch_loop(&instance, &receiver, batch))
-                        .map_err(|e| RuntimeError::Ort(ort::Error::new(format!("cannot start a batching thread: {e}"))))?;
+                        .spawn(move || batch_loop(&instance, &receiver, &admitted, batch))
+                        .map_err(|e| {
+                            RuntimeError::Ort(ort::Error::new(format!(
+                                "cannot start a batching thread: {e}"
+                            )))
+                        })?;
                 }
                 Some(Mutex::new(Some(sender)))
             }
@@ -101,7 +114,7 @@ impl SessionPool {
                 name,
                 instances,
                 queue_limit: config.queue_limit.max(1),
-                admitted: AtomicUsize::new(0),
+                admitted,
                 batches,
             }),
         })
@@ -129,7 +142,10 @@ impl SessionPool {
         let _admission = self.admit()?;
         match &self.inner.batches {
             None => self.least_loaded().run_async(inputs).await,
-            Some(_) => self.enqueue(inputs)?.await.unwrap_or_else(|_| Err(self.closed())),
+            Some(_) => self
+                .enqueue(inputs)?
+                .await
+                .unwrap_or_else(|_| Err(self.closed())),
         }
     }
 
@@ -138,7 +154,10 @@ impl SessionPool {
         let _admission = self.admit()?;
         match &self.inner.batches {
             None => self.least_loaded().run(inputs),
-            Some(_) => self.enqueue(inputs)?.blocking_recv().unwrap_or_else(|_| Err(self.closed())),
+            Some(_) => self
+                .enqueue(inputs)?
+                .blocking_recv()
+                .unwrap_or_else(|_| Err(self.closed())),
         }
     }
 
@@ -174,13 +193,22 @@ impl SessionPool {
             .unwrap_or(&self.inner.instances[0])
     }
 
-    fn enqueue(&self, inputs: Inputs) -> Result<oneshot::Receiver<Result<Outputs, RuntimeError>>, RuntimeError> {
+    fn enqueue(
+        &self,
+        inputs: Inputs,
+    ) -> Result<oneshot::Receiver<Result<Outputs, RuntimeError>>, RuntimeError> {
         // Checked before queueing so one bad request never fails a whole batch.
-        self.info().check_inputs(&inputs).map_err(|mismatch| RuntimeError::Input {
-            model: self.inner.name.clone(),
-            mismatch,
-        })?;
-        let rows = inputs.iter().next().and_then(|(_, t)| t.shape().first().copied()).unwrap_or(0);
+        self.info()
+            .check_inputs(&inputs)
+            .map_err(|mismatch| RuntimeError::Input {
+                model: self.inner.name.clone(),
+                mismatch,
+            })?;
+        let rows = inputs
+            .iter()
+            .next()
+            .and_then(|(_, t)| t.shape().first().copied())
+            .unwrap_or(0);
         let (reply, receiver) = oneshot::channel();
         let sender = self
             .inner
@@ -188,7 +216,13 @@ impl SessionPool {
             .as_ref()
             .and_then(|b| b.lock().ok().and_then(|s| s.clone()))
             .ok_or_else(|| self.closed())?;
-        sender.send(BatchJob { inputs, rows, reply }).map_err(|_| self.closed())?;
+        sender
+            .send(BatchJob {
+                inputs,
+                rows,
+                reply,
+            })
+            .map_err(|_| self.closed())?;
         Ok(receiver)
     }
 
@@ -224,17 +258,24 @@ fn compatible(a: &Inputs, b: &Inputs) -> bool {
     a.0.len() == b.0.len()
         && a.iter().all(|(name, ta)| {
             b.iter().any(|(n, tb)| {
-                n == name && ta.element_type() == tb.element_type() && ta.shape().get(1..) == tb.shape().get(1..)
+                n == name
+                    && ta.element_type() == tb.element_type()
+                    && ta.shape().get(1..) == tb.shape().get(1..)
             })
         })
 }
 
-fn batch_loop(instance: &SessionHandle, jobs: &Mutex<mpsc::Receiver<BatchJob>>, config: BatchConfig) {
+fn batch_loop(
+    instance: &SessionHandle,
+    jobs: &Mutex<mpsc::Receiver<BatchJob>>,
+    admitted: &AtomicUsize,
+    config: BatchConfig,
+) {
     let mut held_back: VecDeque<BatchJob> = VecDeque::new();
     loop {
         let batch = {
             let Ok(receiver) = jobs.lock() else { return };
-            match gather(&receiver, &mut held_back, config) {
+            match gather(&receiver, &mut held_back, admitted, config) {
                 Some(batch) => batch,
                 None => return,
             }
@@ -243,11 +284,12 @@ fn batch_loop(instance: &SessionHandle, jobs: &Mutex<mpsc::Receiver<BatchJob>>, 
     }
 }
 
-/// Takes a first job (a held-back one first), then compatible ones until the batch is full or the
-/// first job has waited `max_queue_delay`. `None` when the pool is shut down and nothing is left.
+/// Takes a first job (a held-back one first), then compatible ones until the batch is full, the
+/// first job has waited `max_queue_delay`, or no other admitted request is left to wait for. `None` when the pool is shut down and nothing is left.
 fn gather(
     receiver: &mpsc::Receiver<BatchJob>,
     held_back: &mut VecDeque<BatchJob>,
+    admitted: &AtomicUsize,
     config: BatchConfig,
 ) -> Option<Vec<BatchJob>> {
     let first = match held_back.pop_front() {
@@ -259,7 +301,9 @@ fn gather(
     let mut batch = vec![first];
     let mut index = 0;
     while index < held_back.len() && rows < config.max_batch_size {
-        if compatible(&batch[0].inputs, &held_back[index].inputs) && rows + held_back[index].rows <= config.max_batch_size {
+        if compatible(&batch[0].inputs, &held_back[index].inputs)
+            && rows + held_back[index].rows <= config.max_batch_size
+        {
             let job = held_back.remove(index)?;
             rows += job.rows;
             batch.push(job);
@@ -268,13 +312,29 @@ fn gather(
         }
     }
     while rows < config.max_batch_size {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let Ok(job) = receiver.recv_timeout(wait) else { break };
-        if compatible(&batch[0].inputs, &job.inputs) && rows + job.rows <= config.max_batch_size {
-            rows += job.rows;
-            batch.push(job);
-        } else {
-            held_back.push_back(job);
+        // Waiting only helps while some admitted request is not in this batch yet: a request
+        // alone in the pool goes at once, and under load the batch fills with the callers whose
+        // previous requests are still running (rather than always waiting `max_queue_delay`).
+        if admitted.load(Ordering::Acquire) <= batch.len() {
+            break;
+        }
+        let wait = deadline.saturating_duration_since(Instant::now()).min(POLL);
+        if wait.is_zero() {
+            break;
+        }
+        match receiver.recv_timeout(wait) {
+            Ok(job) => {
+                if compatible(&batch[0].inputs, &job.inputs)
+                    && rows + job.rows <= config.max_batch_size
+                {
+                    rows += job.rows;
+                    batch.push(job);
+                } else {
+                    held_back.push_back(job);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     Some(batch)
@@ -294,7 +354,12 @@ fn run_batch(instance: &SessionHandle, batch: Vec<BatchJob>) {
     for name in names {
         let parts: Vec<&Tensor> = batch
             .iter()
-            .filter_map(|j| j.inputs.iter().find(|(n, _)| *n == name.as_str()).map(|(_, t)| t))
+            .filter_map(|j| {
+                j.inputs
+                    .iter()
+                    .find(|(n, _)| *n == name.as_str())
+                    .map(|(_, t)| t)
+            })
             .collect();
         match Tensor::concat(&parts) {
             Some(tensor) => merged.push(name.as_str(), tensor),
