@@ -574,9 +574,9 @@ impl Architecture {
     /// The family an architecture belongs to.
     pub fn family(self) -> Family {
         match self {
-            Architecture::StableDiffusion | Architecture::DallE | Architecture::TerrainDiffusion => {
-                Family::Diffusion
-            }
+            Architecture::StableDiffusion
+            | Architecture::DallE
+            | Architecture::TerrainDiffusion => Family::Diffusion,
             Architecture::Clip
             | Architecture::Align
             | Architecture::Flava

@@ -245,7 +245,10 @@ impl Tensor {
     /// dimensions differ.
     pub fn concat(parts: &[&Tensor]) -> Option<Tensor> {
         fn join<T: Element>(parts: &[&Tensor]) -> Option<ArrayD<T>> {
-            let views: Option<Vec<_>> = parts.iter().map(|t| t.array::<T>().map(|a| a.view())).collect();
+            let views: Option<Vec<_>> = parts
+                .iter()
+                .map(|t| t.array::<T>().map(|a| a.view()))
+                .collect();
             ndarray::concatenate(ndarray::Axis(0), &views?).ok()
         }
         let first = parts.first()?;
