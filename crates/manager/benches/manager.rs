@@ -117,19 +117,12 @@ fn encoder_manager(dir: &std::path::Path, batching: &str) -> ModelManager {
 fn request(names: &[String]) -> Inputs {
     let ids = Array2::<i64>::from_shape_fn((1, 16), |(_, j)| 2 + (j as i64 * 7) % 90);
     names.iter().fold(Inputs::new(), |inputs, name| {
-        let tensor = if name == "input_ids" {
-            ids.clone()
-        } else {
-            Array2::<i64>::ones((1, 16))
+        let tensor = match name.as_str() {
+            "input_ids" => ids.clone(),
+            "token_type_ids" => Array2::<i64>::zeros((1, 16)),
+            _ => Array2::<i64>::ones((1, 16)),
         };
-        inputs.with(
-            name.as_str(),
-            if name == "token_type_ids" {
-                tensor * 0
-            } else {
-                tensor
-            },
-        )
+        inputs.with(name.as_str(), tensor)
     })
 }
 

@@ -4,9 +4,7 @@
 //! Family adapters plug in here: a loader returns any `Send + Sync` object, and
 //! [`ModelManager::get_model`](crate::ModelManager::get_model) hands it out typed.
 
-use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use modelmux_registry::{FileRole, Manifest, ModelSpec};
 use modelmux_resources::{DeviceId, Provider};
@@ -31,56 +29,9 @@ pub struct LoadRequest<'a> {
     pub queue_limit: usize,
 }
 
-/// A loaded model: the object requests go to, and how to stop it.
-pub struct LoadedModel {
-    object: Arc<dyn Any + Send + Sync>,
-    family: &'static str,
-    shutdown: Box<dyn Fn() + Send + Sync>,
-}
-
-impl std::fmt::Debug for LoadedModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedModel")
-            .field("family", &self.family)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LoadedModel {
-    /// Wraps `object`; `shutdown` must release everything it holds (sessions, threads) before
-    /// returning, so the memory can be verified as freed.
-    pub fn new<T: Send + Sync + 'static>(
-        object: T,
-        shutdown: impl Fn() + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            object: Arc::new(object),
-            family: std::any::type_name::<T>(),
-            shutdown: Box::new(shutdown),
-        }
-    }
-
-    /// Wraps what an adapter loaded.
-    pub fn from_adapter(loaded: modelmux_adapters::Loaded) -> Self {
-        Self {
-            object: loaded.object,
-            family: loaded.family,
-            shutdown: loaded.shutdown,
-        }
-    }
-
-    pub(crate) fn object(&self) -> &Arc<dyn Any + Send + Sync> {
-        &self.object
-    }
-
-    pub(crate) fn family(&self) -> &'static str {
-        self.family
-    }
-
-    pub(crate) fn shutdown(&self) {
-        (self.shutdown)();
-    }
-}
+/// A loaded model: the family object requests go to, its type name, and how to stop it. The
+/// adapters' own type, so a loader's result and an adapter's are the same thing.
+pub use modelmux_adapters::Loaded as LoadedModel;
 
 /// Loads models. Called on a blocking thread, one load per device at a time.
 pub trait ModelLoader: Send + Sync + 'static {
@@ -111,9 +62,7 @@ impl ModelLoader for FamilyLoader {
             ),
             queue_limit: request.queue_limit,
         };
-        modelmux_adapters::load(&context)
-            .map(LoadedModel::from_adapter)
-            .map_err(|e| e.to_string())
+        modelmux_adapters::load(&context).map_err(|e| e.to_string())
     }
 }
 

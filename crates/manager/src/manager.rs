@@ -8,7 +8,6 @@
 //! ledger → load on a blocking thread → measure → commit (or abort on failure, leaving the
 //! ledger as it was) → hand out the first lease.
 
-use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -356,13 +355,13 @@ impl ModelManager {
         let SlotState::Ready(resident) = &*state else {
             return Ok(None);
         };
-        let object = Arc::clone(resident.model.object()) as Arc<dyn Any + Send + Sync>;
+        let object = Arc::clone(&resident.model.object);
         let object = object
             .downcast::<T>()
             .map_err(|_| ManagerError::WrongFamily {
                 model: slot.key.0.clone(),
                 expected: std::any::type_name::<T>(),
-                actual: resident.model.family(),
+                actual: resident.model.family,
             })?;
         slot.leases.fetch_add(1, Ordering::AcqRel);
         drop(state);
@@ -495,7 +494,7 @@ impl ModelManager {
         let committed = match report {
             Ok(report) => report.committed_bytes,
             Err(foreign) => {
-                loaded.shutdown();
+                (loaded.shutdown)();
                 return Err(ManagerError::LoadFailed {
                     model: slot.key.0.clone(),
                     reason: foreign.to_string(),
@@ -769,7 +768,7 @@ impl ModelManager {
             }
         };
         let Some(index) = resident.device else {
-            resident.model.shutdown();
+            (resident.model.shutdown)();
             slot.counters().evictions += 1;
             *slot.state() = SlotState::Unloaded;
             return Ok(Released::Unloaded { bytes: 0 });
@@ -777,7 +776,7 @@ impl ModelManager {
         let device = &self.inner.devices[index];
         let before = device.config.probe.read().ok();
         let pending = device.ledger().release(&slot.key, before);
-        resident.model.shutdown();
+        (resident.model.shutdown)();
         let bytes = resident.bytes;
         match pending {
             Ok(pending) => {
