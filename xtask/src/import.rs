@@ -174,7 +174,7 @@ pub(crate) fn import(target: &Path, mut description: Description) -> anyhow::Res
         onnxruntime_version: runtime.version().to_owned(),
         max_ir_version: limits.max_ir_version,
         max_opset: limits.max_opset,
-        providers: runtime.available_providers(),
+        providers: runtime.usable_providers(),
     };
     let probe = DirProbe::new(&dir);
     let findings = modelmux_registry::check(spec, Some(&manifest), &caps, &probe);

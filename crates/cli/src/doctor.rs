@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use modelmux_runtime_ort::{ProviderProbe, ProviderSpec, Runtime, SessionSpec};
+use modelmux_runtime_ort::{ProviderProbe, Runtime};
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -62,17 +62,6 @@ fn runtime_report() -> RuntimeReport {
         }
     };
     let limits = runtime.onnx_limits();
-    // Registering a provider on a throw-away session is what proves it usable here: being
-    // compiled in says nothing about the CUDA libraries or a GPU being present.
-    let accelerators = [
-        SessionSpec::cuda(0, false).providers.remove(0),
-        ProviderSpec::TensorRt {
-            device_id: 0,
-            fp16: false,
-            engine_cache: None,
-            max_workspace_bytes: None,
-        },
-    ];
     RuntimeReport::Loaded {
         library: runtime.library_path().display().to_string(),
         found_in: runtime.library_source().to_string(),
@@ -80,10 +69,9 @@ fn runtime_report() -> RuntimeReport {
         max_ir_version: limits.max_ir_version,
         max_opset: limits.max_opset,
         providers_compiled: runtime.available_providers(),
-        providers: accelerators
-            .iter()
-            .map(|p| runtime.probe_provider(p))
-            .collect(),
+        // Registering on a throw-away session is what proves a provider usable here: being
+        // compiled in says nothing about the CUDA libraries or a GPU being present.
+        providers: runtime.probe_accelerators(),
     }
 }
 

@@ -230,7 +230,7 @@ fn runtime_capabilities() -> (RuntimeCapabilities, Option<String>) {
                 onnxruntime_version: runtime.version().to_owned(),
                 max_ir_version: limits.max_ir_version,
                 max_opset: limits.max_opset,
-                providers: usable_providers(runtime),
+                providers: runtime.usable_providers(),
             };
             (caps, None)
         }
@@ -243,34 +243,6 @@ fn runtime_capabilities() -> (RuntimeCapabilities, Option<String>) {
             (caps, Some(warning))
         }
     }
-}
-
-/// The providers that work here: compiled into the library and, for accelerators, able to
-/// register on device 0. A GPU build on a machine without a GPU lists CUDA as compiled in,
-/// and a check that trusted that would promise what loading cannot keep.
-fn usable_providers(runtime: &modelmux_runtime_ort::Runtime) -> Vec<String> {
-    use modelmux_runtime_ort::ProviderSpec;
-    runtime
-        .available_providers()
-        .into_iter()
-        .filter(|name| {
-            let probe = match name.as_str() {
-                "CUDAExecutionProvider" => ProviderSpec::Cuda {
-                    device_id: 0,
-                    memory_limit: None,
-                    arena_extend: Default::default(),
-                },
-                "TensorrtExecutionProvider" => ProviderSpec::TensorRt {
-                    device_id: 0,
-                    fp16: false,
-                    engine_cache: None,
-                    max_workspace_bytes: None,
-                },
-                _ => return true,
-            };
-            runtime.probe_provider(&probe).registers
-        })
-        .collect()
 }
 
 /// One model's check result.

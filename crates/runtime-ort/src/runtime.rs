@@ -110,6 +110,41 @@ impl Runtime {
         }
     }
 
+    /// Tries each accelerator (TensorRT, CUDA) with default options on device 0: whether it
+    /// registers here, and ONNX Runtime's reason when it does not.
+    pub fn probe_accelerators(&self) -> Vec<ProviderProbe> {
+        let accelerators = [
+            ProviderSpec::TensorRt {
+                device_id: 0,
+                fp16: false,
+                engine_cache: None,
+                max_workspace_bytes: None,
+            },
+            ProviderSpec::Cuda {
+                device_id: 0,
+                memory_limit: None,
+                arena_extend: crate::spec::ArenaExtend::default(),
+            },
+        ];
+        accelerators
+            .iter()
+            .map(|p| self.probe_provider(p))
+            .collect()
+    }
+
+    /// The providers a session can really use here: the accelerators that register on device 0,
+    /// then the CPU. Being compiled in is not enough: the CUDA libraries and a GPU must be there.
+    pub fn usable_providers(&self) -> Vec<String> {
+        let mut usable: Vec<String> = self
+            .probe_accelerators()
+            .into_iter()
+            .filter(|p| p.registers)
+            .map(|p| p.provider)
+            .collect();
+        usable.push(ep::CPU::NAME.to_owned());
+        usable
+    }
+
     /// Loads the model at `path` as `spec` says and starts the worker that owns its session.
     /// `name` identifies the model in errors and logs.
     pub fn load(
