@@ -9,5 +9,7 @@ mod remote;
 mod runtime;
 mod send_sync;
 mod serve;
+mod serve_grpc;
+mod serve_kserve;
 mod specialized;
 mod vlm;
