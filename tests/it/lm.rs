@@ -534,14 +534,21 @@ async fn generators_through_the_manager() {
 
 /// The real catalog, an exported model's folder and its `lm-golden.json`; a missing one fails
 /// with the commands that make it.
-fn real_export(id: &str, golden_command: &str) -> (Catalog, PathBuf, serde_json::Value) {
+/// The real-weight export of `id` and its Python reference, from the folder `cargo xtask fixtures`
+/// exports them into (named by the fixture `real-exports.path`).
+fn real_export(id: &str) -> (Catalog, PathBuf, serde_json::Value) {
     let catalog = Catalog::load(&root().join("models.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    let exports = root().join("exports");
+    let pointer = fixture("real-exports.path");
+    let exports = PathBuf::from(
+        std::fs::read_to_string(&pointer)
+            .unwrap_or_else(|e| panic!("{}: {e}", pointer.display()))
+            .trim(),
+    );
     let spec = catalog.get(id).unwrap_or_else(|e| panic!("{e}"));
     let golden = spec.export_dir(&exports).join("lm-golden.json");
     let text = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; run `cargo xtask export {id}` and then, with the export environment's python, `{golden_command}`",
+            "{}: {e}; run `cargo xtask fixtures`, which exports {id} and writes its reference",
             golden.display()
         )
     });
@@ -608,12 +615,8 @@ fn embed_reference_texts(
 }
 
 #[test]
-#[ignore = "real weights: needs `cargo xtask export minilm` and xtask/python/lm_goldens.py's lm-golden.json"]
 fn minilm_matches_sentence_transformers() {
-    let (catalog, exports, golden) = real_export(
-        "minilm",
-        "python xtask/python/lm_goldens.py minilm <model dir> exports/minilm/1.0.0",
-    );
+    let (catalog, exports, golden) = real_export("minilm");
     let encoder = load(&catalog, &exports, "minilm", BertEncoder::load);
     let compared = embed_reference_texts(&encoder, &golden);
     assert!(compared.len() >= 50);
@@ -630,12 +633,8 @@ fn minilm_matches_sentence_transformers() {
 }
 
 #[test]
-#[ignore = "real weights: needs `cargo xtask export smollm2` and xtask/python/lm_goldens.py's lm-golden.json"]
 fn smollm2_greedy_tokens_equal_transformers_generate() {
-    let (catalog, exports, golden) = real_export(
-        "smollm2",
-        "python xtask/python/lm_goldens.py decoder <the .gguf> exports/smollm2/1.0.0",
-    );
+    let (catalog, exports, golden) = real_export("smollm2");
     let generator = load(&catalog, &exports, "smollm2", DecoderOnly::load);
     let prompts = golden["prompts"].as_array().unwrap();
     assert!(prompts.len() >= 5);

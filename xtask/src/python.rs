@@ -22,6 +22,7 @@ pub(crate) fn environment(name: &str, requirements: &Path) -> anyhow::Result<Pat
         .join(format!("{name}-{}", &hash[..16]));
     let python = dir.join("bin").join("python");
     let stamp = dir.join(".complete");
+    let _lock = crate::lock_cache(&dir)?;
     if stamp.exists() && python.exists() {
         return Ok(python);
     }
