@@ -31,6 +31,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<PathBuf> {
     crate::lm_goldens::run(root, &out)?;
     crate::real_refs::run(root, &out)?;
     crate::serve_clients::run(root, &out)?;
+    crate::kserve::run(root, &out)?;
     Ok(out)
 }
 

