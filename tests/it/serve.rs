@@ -22,11 +22,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn tiny_catalog_path() -> PathBuf {
+pub(super) fn tiny_catalog_path() -> PathBuf {
     root().join("tests/data/tiny-models.yaml")
 }
 
-fn manager(catalog: &Path, exports: &Path) -> ModelManager {
+pub(super) fn manager(catalog: &Path, exports: &Path) -> ModelManager {
     runtime();
     let catalog = Catalog::load(catalog).unwrap_or_else(|e| panic!("{e}"));
     let mut options = ManagerOptions::local();
@@ -35,16 +35,28 @@ fn manager(catalog: &Path, exports: &Path) -> ModelManager {
     ModelManager::new(catalog, options)
 }
 
-/// A server on an ephemeral 127.0.0.1 port, on a runtime of its own; dropping it shuts it down.
-struct Running {
-    base: String,
-    manager: ModelManager,
+/// A server on an ephemeral 127.0.0.1 port (and, when asked, gRPC on another), on a runtime of
+/// its own; dropping it shuts it down.
+pub(super) struct Running {
+    pub(super) base: String,
+    /// `127.0.0.1:PORT` of the gRPC service, when it runs.
+    pub(super) grpc: Option<String>,
+    pub(super) manager: ModelManager,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
     fn start(manager: ModelManager, options: ServerOptions) -> Self {
+        Self::launch(manager, options, false)
+    }
+
+    /// HTTP and gRPC together, stopped by one shutdown.
+    pub(super) fn with_grpc(manager: ModelManager, options: ServerOptions) -> Self {
+        Self::launch(manager, options, true)
+    }
+
+    fn launch(manager: ModelManager, options: ServerOptions, grpc: bool) -> Self {
         let server = Server::new(manager.clone(), options);
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -56,22 +68,39 @@ impl Running {
                 .expect("a runtime");
             rt.block_on(async move {
                 let listener = modelmux_server::bind("127.0.0.1", 0).await.expect("bind");
+                let grpc_listener = if grpc {
+                    Some(
+                        modelmux_server::bind("127.0.0.1", 0)
+                            .await
+                            .expect("bind gRPC"),
+                    )
+                } else {
+                    None
+                };
                 address_tx
-                    .send(listener.local_addr().expect("address"))
+                    .send((
+                        listener.local_addr().expect("address"),
+                        grpc_listener
+                            .as_ref()
+                            .map(|l| l.local_addr().expect("gRPC address")),
+                    ))
                     .expect("the test waits");
-                server
-                    .serve(listener, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("serve");
+                let stopped = async {
+                    let _ = stopped.await;
+                };
+                match grpc_listener {
+                    Some(grpc) => server.serve_with_grpc(listener, grpc, stopped).await,
+                    None => server.serve(listener, stopped).await,
+                }
+                .expect("serve");
             });
         });
-        let address = address_rx
+        let (address, grpc) = address_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the server binds");
         Self {
             base: format!("http://{address}"),
+            grpc: grpc.map(|a| a.to_string()),
             manager,
             stop: Some(stop),
             thread: Some(thread),
@@ -85,7 +114,7 @@ impl Running {
         )
     }
 
-    fn client(&self) -> Client {
+    pub(super) fn client(&self) -> Client {
         Client {
             base: self.base.clone(),
             token: None,
@@ -115,7 +144,7 @@ impl Drop for Running {
 }
 
 #[derive(Debug)]
-struct Reply {
+pub(super) struct Reply {
     status: u16,
     headers: ureq::http::HeaderMap,
     body: Vec<u8>,
@@ -137,7 +166,7 @@ impl Reply {
     }
 
     /// The JSON of a 200 reply; any other status fails the test with the body.
-    fn ok(&self) -> Value {
+    pub(super) fn ok(&self) -> Value {
         assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
         if self.body.is_empty() {
             Value::Null
@@ -156,14 +185,14 @@ impl Reply {
 }
 
 #[derive(Debug)]
-struct Client {
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn with_token(mut self, token: &str) -> Self {
+    pub(super) fn with_token(mut self, token: &str) -> Self {
         self.token = Some(token.to_owned());
         self
     }
@@ -184,7 +213,7 @@ impl Client {
         }
     }
 
-    fn get(&self, path: &str) -> Reply {
+    pub(super) fn get(&self, path: &str) -> Reply {
         let mut request = self.agent.get(format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));
@@ -239,7 +268,7 @@ impl Client {
     }
 }
 
-fn f32s(value: &Value) -> Vec<f32> {
+pub(super) fn f32s(value: &Value) -> Vec<f32> {
     value
         .as_array()
         .unwrap_or_else(|| panic!("not an array: {value}"))
@@ -266,9 +295,9 @@ fn texts_request(name: &str, texts: &[&str]) -> Value {
     })
 }
 
-const TEXTS: [&str; 3] = ["A photo of a cat.", "modelmux serves many models", ""];
+pub(super) const TEXTS: [&str; 3] = ["A photo of a cat.", "modelmux serves many models", ""];
 
-fn in_process_embeddings(texts: &[&str]) -> Vec<Vec<f32>> {
+pub(super) fn in_process_embeddings(texts: &[&str]) -> Vec<Vec<f32>> {
     let manager = manager(&tiny_catalog_path(), &fixture("tiny/exports"));
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let encoder = rt
@@ -391,16 +420,48 @@ fn text_encoder_infer_over_json_and_binary_equals_in_process_embeddings() {
     assert_eq!(values, flat);
 }
 
+/// Output `output` of the fixture `name.onnx` run straight on ONNX Runtime.
+fn run_fixture(name: &str, inputs: Inputs, output: &str) -> Vec<f32> {
+    let session = runtime()
+        .load(name, &fixture(&format!("{name}.onnx")), &SessionSpec::cpu())
+        .unwrap_or_else(|e| panic!("{name} loads: {e}"));
+    let outputs = session
+        .run(inputs)
+        .unwrap_or_else(|e| panic!("{name} runs: {e}"));
+    outputs
+        .array::<f32>(output)
+        .unwrap_or_else(|e| panic!("{name}'s {output}: {e}"))
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// `x + y` for the add fixture's [2, 4] inputs, straight on ONNX Runtime.
+pub(super) fn in_process_sum(x: Vec<f32>, y: Vec<f32>) -> Vec<f32> {
+    let shape = |v| Array2::from_shape_vec((2, 4), v).expect("shape");
+    run_fixture(
+        "add",
+        Inputs::new().with("x", shape(x)).with("y", shape(y)),
+        "sum",
+    )
+}
+
 /// A catalog whose one model is the `add` fixture served tensor for tensor.
-fn add_catalog(dir: &Path) -> (PathBuf, PathBuf) {
+pub(super) fn add_catalog(dir: &Path) -> (PathBuf, PathBuf) {
+    tensor_catalog(dir, "add")
+}
+
+/// A catalog whose one model, `name`, is the fixture `name.onnx` served tensor for tensor.
+fn tensor_catalog(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let exports = dir.join("exports");
-    let export = exports.join("add/1.0.0");
+    let export = exports.join(format!("{name}/1.0.0"));
     std::fs::create_dir_all(&export).expect("export folder");
-    std::fs::copy(fixture("add.onnx"), export.join("model.onnx")).expect("copy add.onnx");
+    std::fs::copy(fixture(&format!("{name}.onnx")), export.join("model.onnx"))
+        .unwrap_or_else(|e| panic!("copy {name}.onnx: {e}"));
     let catalog = dir.join("models.yaml");
     std::fs::write(
         &catalog,
-        "catalog_version: 1\nmodels:\n  specialized:\n    add:\n      version: 1.0.0\n      architecture: mlp-head\n      source: add\n      memory_requirement: 1MiB\n      providers: [cpu]\n      params:\n        extra: { serving: tensor }\n",
+        format!("catalog_version: 1\nmodels:\n  specialized:\n    {name}:\n      version: 1.0.0\n      architecture: mlp-head\n      source: {name}\n      memory_requirement: 1MiB\n      providers: [cpu]\n      params:\n        extra: {{ serving: tensor }}\n"),
     )
     .expect("catalog");
     (catalog, exports)
@@ -441,23 +502,7 @@ fn raw_onnx_models_are_served_tensor_for_tensor() {
     assert_eq!(output["shape"], json!([2, 4]));
 
     // The same run straight on ONNX Runtime.
-    let session = runtime()
-        .load("add", &fixture("add.onnx"), &SessionSpec::cpu())
-        .expect("add loads");
-    let outputs = session
-        .run(
-            Inputs::new()
-                .with("x", Array2::from_shape_vec((2, 4), x).expect("shape"))
-                .with("y", Array2::from_shape_vec((2, 4), y).expect("shape")),
-        )
-        .expect("add runs");
-    let direct: Vec<f32> = outputs
-        .array::<f32>("sum")
-        .expect("sum")
-        .iter()
-        .copied()
-        .collect();
-    assert_eq!(f32s(&output["data"]), direct);
+    assert_eq!(f32s(&output["data"]), in_process_sum(x, y));
 
     // A wrong element type reaches the session's signature check: 400 naming the input.
     let reply = client.post(
@@ -972,26 +1017,31 @@ fn client_python() -> PathBuf {
     python
 }
 
+/// Runs `xtask/python/<script>` with `args` in the pinned client environment; what it printed
+/// (one JSON object).
+pub(super) fn run_client_script(script: &str, args: &[&str]) -> Value {
+    let run = std::process::Command::new(client_python())
+        .arg(root().join("xtask/python").join(script))
+        .args(args)
+        .output()
+        .expect("the client script runs");
+    assert!(
+        run.status.success(),
+        "{script} failed (`cargo xtask serve-clients` makes the client environment):\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).expect("the script prints JSON")
+}
+
 #[test]
 fn tritonclient_and_openai_from_pypi_see_the_in_process_results() {
-    let python = client_python();
     let options = ServerOptions {
         control: ControlMode::External,
         ..ServerOptions::default()
     };
     let server = Running::tiny(options);
     let address = server.base.trim_start_matches("http://").to_owned();
-    let run = std::process::Command::new(&python)
-        .arg(root().join("xtask/python/serve_clients.py"))
-        .arg(&address)
-        .output()
-        .expect("the client script runs");
-    assert!(
-        run.status.success(),
-        "serve_clients.py failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&run.stdout).expect("the script prints JSON");
+    let seen = run_client_script("serve_clients.py", &[&address]);
 
     assert_eq!(seen["live"], true);
     assert_eq!(seen["ready"], true);
@@ -1180,4 +1230,101 @@ fn the_generate_extension_answers_whole_and_streamed_text() {
 
     let reply = client.post("/v2/models/tiny-bert/generate", &request);
     assert_eq!(reply.status, 400, "not a text generator");
+}
+
+/// The raw binary request of Triton's binary-data extension (`Inference-Header-Content-Length:
+/// 0`): the body is the one input's data.
+#[test]
+fn raw_binary_requests_feed_a_model_with_one_input() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (catalog, exports) = tensor_catalog(dir.path(), "matmul");
+    let server = Running::start(manager(&catalog, &exports), ServerOptions::default());
+    let client = server.client();
+    let raw = [("Inference-Header-Content-Length", "0".to_owned())];
+
+    // matmul's `x` is FP32 [batch, 64]: 128 floats are two rows.
+    let x: Vec<f32> = (0..128).map(|i| (i as f32 * 0.37).sin()).collect();
+    let body: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let reply = client.post_bytes("/v2/models/matmul/infer", &raw, &body);
+    let answer = reply.ok();
+    let output = &answer["outputs"][0];
+    assert_eq!(output["name"], "y");
+    assert_eq!(output["shape"], json!([2, 64]));
+    let x = Array2::from_shape_vec((2, 64), x).expect("shape");
+    let direct = run_fixture("matmul", Inputs::new().with("x", x), "y");
+    assert_eq!(f32s(&output["data"]), direct);
+
+    // Bytes that do not fill whole rows of 64 are refused, naming the input and its shape.
+    let reply = client.post_bytes("/v2/models/matmul/infer", &raw, &body[..100 * 4]);
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.error().contains("`x`") && reply.error().contains("[-1, 64]"),
+        "{}",
+        reply.error()
+    );
+
+    // A text encoder's one input is BYTES: the body is one text.
+    let tiny = Running::tiny(ServerOptions::default());
+    let client = tiny.client();
+    let reply = client.post_bytes("/v2/models/tiny-bert/infer", &raw, TEXTS[0].as_bytes());
+    let answer = reply.ok();
+    assert_eq!(answer["outputs"][0]["shape"], json!([1, 32]));
+    assert_eq!(
+        f32s(&answer["outputs"][0]["data"]),
+        in_process_embeddings(&TEXTS[..1])[0]
+    );
+
+    // A model with two inputs cannot take one body: 400 saying why.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (catalog, exports) = add_catalog(dir.path());
+    let add = Running::start(manager(&catalog, &exports), ServerOptions::default());
+    let reply = add
+        .client()
+        .post_bytes("/v2/models/add/infer", &raw, &body[..32]);
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.error().contains("exactly one input") && reply.error().contains("x, y"),
+        "{}",
+        reply.error()
+    );
+}
+
+/// `GET /v2/models/{name}[/versions/{v}]/config`: Triton's model configuration, the metadata's
+/// tensors with Triton's type names.
+#[test]
+fn the_config_endpoint_answers_tritons_model_configuration() {
+    let server = Running::tiny(ServerOptions::default());
+    let client = server.client();
+    let config = client.get("/v2/models/tiny-bert/config").ok();
+    let meta = client.get("/v2/models/tiny-bert").ok();
+    assert_eq!(config["name"], "tiny-bert");
+    assert_eq!(config["platform"], meta["platform"]);
+    assert_eq!(config["backend"], "modelmux");
+    assert_eq!(config["max_batch_size"], 0);
+    assert_eq!(
+        config["input"],
+        json!([{ "name": "text", "data_type": "TYPE_STRING", "dims": meta["inputs"][0]["shape"] }])
+    );
+    assert_eq!(
+        config["output"],
+        json!([{ "name": "embedding", "data_type": "TYPE_FP32", "dims": meta["outputs"][0]["shape"] }])
+    );
+    assert_eq!(
+        client
+            .get("/v2/models/tiny-bert/versions/0.1.0/config")
+            .ok(),
+        config
+    );
+    assert_eq!(client.get("/v2/models/no-such-model/config").status, 404);
+
+    // A tensor model's configuration is its loaded session's signature.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (catalog, exports) = add_catalog(dir.path());
+    let add = Running::start(manager(&catalog, &exports), ServerOptions::default());
+    let config = add.client().get("/v2/models/add/config").ok();
+    assert_eq!(config["platform"], "onnx_onnxv1");
+    assert_eq!(config["backend"], "onnxruntime");
+    let tensor = |name: &str| json!({ "name": name, "data_type": "TYPE_FP32", "dims": [-1, 4] });
+    assert_eq!(config["input"], json!([tensor("x"), tensor("y")]));
+    assert_eq!(config["output"], json!([tensor("sum")]));
 }

@@ -21,7 +21,7 @@ TEXTS = ["A photo of a cat.", "modelmux serves many models", ""]
 
 
 def error_status(call):
-    """The HTTP status the client reports for a failing call, or 'no error'."""
+    """The status the client reports for a failing call (HTTP code, or gRPC StatusCode), or 'no error'."""
     try:
         call()
     except InferenceServerException as e:

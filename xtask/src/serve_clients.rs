@@ -1,5 +1,5 @@
-//! The PyPI clients the serve suite drives `modelmux serve` with (`tritonclient[http]`,
-//! `openai`): a pinned environment in the cache folder, and a pointer to its Python in the
+//! The PyPI clients the serve suites drive `modelmux serve` with (`tritonclient[http]` and
+//! `[grpc]`, `openai`): a pinned environment in the cache folder, and a pointer to its Python in the
 //! fixtures folder (`serve-clients.python`) for the test to find.
 
 use std::path::Path;

@@ -1,5 +1,6 @@
-//! `modelmux serve`: the model server (Open Inference Protocol v2 over HTTP, Triton's repository
-//! and statistics extensions, OpenAI-compatible routes) over the catalog's models.
+//! `modelmux serve`: the model server (Open Inference Protocol v2 over HTTP and gRPC, Triton's
+//! repository, statistics and model-configuration extensions, OpenAI-compatible routes) over the
+//! catalog's models.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,17 @@ pub(crate) struct Args {
     /// The HTTP port (0 picks a free one; the address is printed on stdout).
     #[arg(long, value_name = "PORT", default_value_t = 8080)]
     http_port: u16,
+    /// The gRPC port (inference.GRPCInferenceService, on the same host; 0 picks a free one).
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 8081,
+        conflicts_with = "no_grpc"
+    )]
+    grpc_port: u16,
+    /// Serve HTTP only, without the gRPC service.
+    #[arg(long)]
+    no_grpc: bool,
     /// Accepted bearer tokens, one per line [default: $MODELMUX_SERVE_TOKENS, else none].
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
@@ -84,13 +96,23 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::format_err!("--load-model {model}: {}", e.message))?;
         }
-        let listener = modelmux_server::bind(&args.host, args.http_port).await?;
-        let address = listener.local_addr().context("the bound address")?;
-        // One line on stdout, so scripts (and tests) that asked for port 0 learn the port.
+        let http = modelmux_server::bind(&args.host, args.http_port).await?;
+        let address = http.local_addr().context("the bound address")?;
+        // One line on stdout per listener, so scripts (and tests) that asked for port 0 learn
+        // the ports.
         println!("modelmux serve: listening on http://{address}");
-        server
-            .serve(listener, modelmux_server::shutdown_signal())
-            .await?;
+        if args.no_grpc {
+            server
+                .serve(http, modelmux_server::shutdown_signal())
+                .await?;
+        } else {
+            let grpc = modelmux_server::bind(&args.host, args.grpc_port).await?;
+            let address = grpc.local_addr().context("the bound gRPC address")?;
+            println!("modelmux serve: listening on grpc://{address}");
+            server
+                .serve_with_grpc(http, grpc, modelmux_server::shutdown_signal())
+                .await?;
+        }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
-//! `modelmux serve` as a binary: it serves the tiny models on 127.0.0.1 and stops on SIGTERM,
-//! and the KServe manifest under `deploy/` only uses flags and ports the command accepts.
+//! `modelmux serve` as a binary: it serves the tiny models on 127.0.0.1 (HTTP and gRPC) and
+//! stops on SIGTERM, and the KServe manifest under `deploy/` only uses flags and ports the
+//! command accepts.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -53,7 +54,7 @@ fn the_binary_serves_on_loopback_and_stops_on_sigterm() {
         exports.display()
     );
     let mut child = modelmux()
-        .args(["serve", "--http-port", "0", "--catalog"])
+        .args(["serve", "--http-port", "0", "--grpc-port", "0", "--catalog"])
         .arg(root().join("tests/data/tiny-models.yaml"))
         .arg("--exports")
         .arg(&exports)
@@ -61,10 +62,24 @@ fn the_binary_serves_on_loopback_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the address line");
+    stdout.read_line(&mut line).expect("the address line");
+    let mut grpc_line = String::new();
+    stdout
+        .read_line(&mut grpc_line)
+        .expect("the gRPC address line");
+    let grpc_address = grpc_line
+        .trim()
+        .rsplit("grpc://")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        grpc_address.starts_with("127.0.0.1:"),
+        "gRPC binds loopback by default too: {grpc_line}"
+    );
+    // Something listens there (the gRPC suite in tests/it drives it with tritonclient).
+    TcpStream::connect(grpc_address).expect("the gRPC port accepts connections");
     let address = line
         .trim()
         .rsplit("http://")
@@ -119,8 +134,8 @@ fn the_kserve_manifest_uses_only_flags_and_ports_serve_accepts() {
         .iter()
         .filter_map(serde_yaml::Value::as_str)
         .collect();
-    // Only what the server speaks: REST v2 (grpc-v2 joins when the gRPC service exists).
-    assert_eq!(protocols, ["v2"]);
+    // What the server speaks: the OIP over REST and over gRPC.
+    assert_eq!(protocols, ["v2", "grpc-v2"]);
     let container = &spec["containers"][0];
     assert_eq!(container["name"].as_str(), Some("kserve-container"));
     let args: Vec<&str> = container["args"]
@@ -132,6 +147,7 @@ fn the_kserve_manifest_uses_only_flags_and_ports_serve_accepts() {
     assert_eq!(args.first(), Some(&"serve"));
     let help = serve_help();
     let mut http_port = None;
+    let mut grpc_port = None;
     for arg in &args[1..] {
         let (flag, value) = arg.split_once('=').unwrap_or((arg, ""));
         assert!(
@@ -140,6 +156,7 @@ fn the_kserve_manifest_uses_only_flags_and_ports_serve_accepts() {
         );
         match flag {
             "--http-port" => http_port = value.parse::<u64>().ok(),
+            "--grpc-port" => grpc_port = value.parse::<u64>().ok(),
             "--control" => assert!(
                 help.contains(&format!("{value}:")) || help.contains(value),
                 "--control {value}"
@@ -151,8 +168,22 @@ fn the_kserve_manifest_uses_only_flags_and_ports_serve_accepts() {
         args.contains(&"--control=external"),
         "a control plane decides"
     );
-    let port = container["ports"][0]["containerPort"].as_u64();
-    assert_eq!(port, http_port, "the container port is the one served");
+    let port_named = |name: &str| {
+        container["ports"]
+            .as_sequence()
+            .expect("ports")
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p["containerPort"].as_u64())
+    };
+    let port = port_named("http1");
+    assert_eq!(port, http_port, "the HTTP container port is the one served");
+    assert!(grpc_port.is_some(), "the manifest names the gRPC port");
+    assert_eq!(
+        port_named("h2c"),
+        grpc_port,
+        "the gRPC container port (h2c) is the one served"
+    );
     assert_eq!(
         port,
         Some(8080),

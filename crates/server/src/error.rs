@@ -25,6 +25,9 @@ pub enum ServeError {
     /// Serving failed after it started.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
+    /// Serving gRPC failed after it started.
+    #[error("serving gRPC failed: {0}")]
+    Grpc(#[source] tonic::transport::Error),
 }
 
 /// One failed request: an HTTP status, a message for the client and, for transient

@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! HTTP (axum) → guard (token → 401, body size → 413, concurrency → 429/503 + Retry-After)
-//!   → /v2 …     Open Inference Protocol v2 (JSON tensors, Triton's binary-data extension,
-//!               the generate extension), Triton's repository and statistics extensions
+//!   → /v2 …     Open Inference Protocol v2 (JSON tensors, Triton's binary-data extension and
+//!               raw binary requests, the generate extension), Triton's repository, statistics
+//!               and model-configuration extensions
 //!   → /v1 …     OpenAI-compatible routes (models, embeddings, chat completions with SSE, images)
 //!   → /metrics  the manager's Prometheus text plus request counters
-//!     └─ ModelManager::get_model → lease → family object (or SessionPool) → ONNX Runtime
+//! gRPC (tonic) → the same token check and limit per call
+//!   → inference.GRPCInferenceService (the OIP's RPCs, typed or raw contents; Triton's
+//!     repository, statistics and model-configuration RPCs)
+//!     └─ protocol (both transports) → ModelManager::get_model → lease → family object (or
+//!        SessionPool) → ONNX Runtime
 //! ```
 //!
 //! # Typed inputs and outputs per family
@@ -38,10 +43,12 @@
 
 mod error;
 mod generate;
+pub mod grpc;
 mod models;
 mod oip;
 mod openai;
 mod ops;
+mod protocol;
 mod stats;
 mod tensor;
 
@@ -221,6 +228,7 @@ impl Server {
             .route("/v2/models/stats", get(oip::all_stats))
             .route("/v2/models/{name}", get(oip::model_metadata))
             .route("/v2/models/{name}/ready", get(oip::model_ready))
+            .route("/v2/models/{name}/config", get(oip::model_config))
             .route("/v2/models/{name}/infer", post(oip::infer))
             .route("/v2/models/{name}/stats", get(oip::model_stats))
             .route("/v2/models/{name}/generate", post(generate::generate))
@@ -243,6 +251,10 @@ impl Server {
             .route(
                 "/v2/models/{name}/versions/{version}/ready",
                 get(oip::model_ready),
+            )
+            .route(
+                "/v2/models/{name}/versions/{version}/config",
+                get(oip::model_config),
             )
             .route(
                 "/v2/models/{name}/versions/{version}/infer",
@@ -273,7 +285,7 @@ impl Server {
     /// models a deployment wants loaded before the first request.
     pub async fn load(&self, name: &str) -> Result<(), ApiError> {
         let spec = self.state.spec(name, None)?;
-        oip::load_spec(&self.state, &spec).await
+        protocol::load_spec(&self.state, &spec).await
     }
 
     /// The manager this server serves from.
@@ -281,22 +293,67 @@ impl Server {
         &self.state.manager
     }
 
-    /// Serves on `listener` until `shutdown` completes, then stops accepting connections,
+    /// Serves HTTP on `listener` until `shutdown` completes, then stops accepting connections,
     /// lets in-flight requests finish, and shuts the manager down (unloading every model).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        self.run(listener, None, shutdown).await
+    }
+
+    /// Serves HTTP on `http` and gRPC (`inference.GRPCInferenceService`) on `grpc` until
+    /// `shutdown` completes; then both stop accepting, both finish their in-flight calls, and
+    /// the manager shuts down.
+    pub async fn serve_with_grpc(
+        self,
+        http: TcpListener,
+        grpc: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        self.run(http, Some(grpc), shutdown).await
+    }
+
+    async fn run(
+        self,
+        http: TcpListener,
+        grpc: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let state = Arc::clone(&self.state);
+        // One shutdown signal, seen by both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let stopping = Arc::clone(&self.state);
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stopping.accepting.store(false, Ordering::Release);
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await?;
+        tokio::spawn(async move {
+            shutdown.await;
+            stopping.accepting.store(false, Ordering::Release);
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop.send(true);
+        });
+        let signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|&s| s).await;
+        };
+        let http = async {
+            axum::serve(http, self.router())
+                .with_graceful_shutdown(signal(stopped.clone()))
+                .await
+                .map_err(ServeError::from)
+        };
+        let grpc = async {
+            let Some(listener) = grpc else {
+                return Ok(());
+            };
+            tonic::transport::Server::builder()
+                .add_service(grpc::Service::server(Arc::clone(&state)))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    signal(stopped.clone()),
+                )
+                .await
+                .map_err(ServeError::Grpc)
+        };
+        tokio::try_join!(http, grpc)?;
         // Pins of externally loaded models are dropped so the manager can unload them.
         for gate in state.gates.values() {
             gate.write().await.pin = None;

@@ -21,7 +21,7 @@ use modelmux::{
     FamilyLoader, Lease, LoadRequest, LoadedModel, ManagerError, ModelLoader, ModelManager,
     OnnxLoader,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::tensor::{Datatype, InferRequest, TensorData, WireTensor};
@@ -166,9 +166,20 @@ impl Served {
     }
 }
 
-/// One tensor of a signature, as model metadata lists it.
-fn entry(name: &str, datatype: &str, shape: &[i64]) -> Value {
-    json!({ "name": name, "datatype": datatype, "shape": shape })
+/// One tensor of a signature, as model metadata lists it (variable dimensions are -1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct TensorMetadata {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+fn entry(name: &str, datatype: &str, shape: &[i64]) -> TensorMetadata {
+    TensorMetadata {
+        name: name.to_owned(),
+        datatype: datatype.to_owned(),
+        shape: shape.to_vec(),
+    }
 }
 
 fn dims(shape: &[Dim]) -> Vec<i64> {
@@ -186,7 +197,7 @@ fn dims(shape: &[Dim]) -> Vec<i64> {
 pub(crate) fn signature(
     spec: &ModelSpec,
     served: Option<&Served>,
-) -> Option<(Vec<Value>, Vec<Value>)> {
+) -> Option<(Vec<TensorMetadata>, Vec<TensorMetadata>)> {
     let kind = served.map_or_else(|| Kind::of(spec), Served::kind);
     let embedding_dim = spec
         .params

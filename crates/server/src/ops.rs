@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
 use crate::error::{ApiError, ServeError};
@@ -82,14 +83,53 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+impl AppState {
+    /// Checks an `Authorization` value (`Bearer <token>`) against the accepted tokens; without
+    /// configured tokens everything passes. A missing or wrong token is a 401.
+    pub(crate) fn authorize(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let tokens = &self.options.tokens;
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let presented = authorization
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        if presented.is_some_and(|token| tokens.accepts(token)) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid bearer token",
+            ))
+        }
+    }
+
+    /// A place under the concurrency limit, held until the request is answered; none left is a
+    /// 503 with a retry hint.
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.limiter).try_acquire_owned().map_err(|_| {
+            ApiError::unavailable(
+                format!(
+                    "the server is handling {} requests already; retry later",
+                    self.options.max_concurrency
+                ),
+                Some(1),
+            )
+        })
+    }
+}
+
 /// Health probes come from kubelets without credentials and cost nothing, so they skip the
 /// token check and the concurrency limit.
 fn is_probe(path: &str) -> bool {
     matches!(path, "/v2/health/live" | "/v2/health/ready")
 }
 
-/// Token check → 401, declared body size → 413, concurrency → 429 on `/v1` (what OpenAI
-/// clients retry on) or 503 elsewhere, both with `Retry-After`.
+/// The HTTP guard: token check → 401, declared body size → 413, concurrency → 429 on `/v1`
+/// (what OpenAI clients retry on) or 503 elsewhere, both with `Retry-After`.
 pub(crate) async fn guard(
     State(state): State<Arc<AppState>>,
     request: Request<Body>,
@@ -99,25 +139,16 @@ pub(crate) async fn guard(
     if is_probe(&path) {
         return next.run(request).await;
     }
-    if !state.options.tokens.is_empty() {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        if !presented.is_some_and(|token| state.options.tokens.accepts(token)) {
-            let mut response =
-                ApiError::new(StatusCode::UNAUTHORIZED, "missing or invalid bearer token")
-                    .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = state.authorize(authorization) {
+        let mut response = e.into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
     }
     let declared = request
         .headers()
@@ -132,21 +163,13 @@ pub(crate) async fn guard(
         )
         .into_response();
     }
-    let Ok(permit) = Arc::clone(&state.limiter).try_acquire_owned() else {
-        let status = if path.starts_with("/v1/") {
-            StatusCode::TOO_MANY_REQUESTS
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        return ApiError::unavailable(
-            format!(
-                "the server is handling {} requests already; retry later",
-                state.options.max_concurrency
-            ),
-            Some(1),
-        )
-        .with_status(status)
-        .into_response();
+    let permit = match state.admit() {
+        Ok(permit) => permit,
+        // OpenAI clients retry on 429.
+        Err(e) if path.starts_with("/v1/") => {
+            return e.with_status(StatusCode::TOO_MANY_REQUESTS).into_response();
+        }
+        Err(e) => return e.into_response(),
     };
     let response = next.run(request).await;
     // A streamed answer (server-sent events) keeps its permit until its last event, not just

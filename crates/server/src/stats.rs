@@ -41,6 +41,58 @@ pub(crate) struct ModelStats {
     pub compute_infer: DurationStat,
 }
 
+/// Memory a loaded model holds on one device: the ledger's measured bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemoryUsage {
+    /// `CPU` or `GPU`.
+    pub kind: &'static str,
+    /// The device's index among the manager's devices of its kind.
+    pub id: i64,
+    pub byte_size: u64,
+}
+
+/// One model's entry in the statistics extension, whichever transport reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub name: String,
+    pub version: String,
+    pub stats: ModelStats,
+    pub memory: Vec<MemoryUsage>,
+}
+
+impl Report {
+    /// The statistics-extension JSON (`$model_stat`).
+    pub(crate) fn json(&self) -> Value {
+        let s = &self.stats;
+        let zero = DurationStat::default().json();
+        let memory: Vec<Value> = self
+            .memory
+            .iter()
+            .map(|m| json!({ "type": m.kind, "id": m.id, "byte_size": m.byte_size }))
+            .collect();
+        json!({
+            "name": self.name,
+            "version": self.version,
+            "last_inference": s.last_inference,
+            "inference_count": s.inference_count,
+            "execution_count": s.execution_count,
+            "inference_stats": {
+                "success": s.success.json(),
+                "fail": s.fail.json(),
+                "queue": s.queue.json(),
+                "compute_input": zero,
+                "compute_infer": s.compute_infer.json(),
+                "compute_output": zero,
+                "cache_hit": zero,
+                "cache_miss": zero,
+            },
+            "response_stats": {},
+            "batch_stats": [],
+            "memory_usage": memory,
+        })
+    }
+}
+
 /// A Prometheus counter: its name, its help text, and how to read it from a model's stats.
 type Counter = (&'static str, &'static str, fn(&ModelStats) -> f64);
 
@@ -83,32 +135,6 @@ impl Stats {
 
     pub(crate) fn get(&self, key: &str) -> ModelStats {
         self.with(key, |s| *s)
-    }
-
-    /// The statistics-extension JSON for one model.
-    pub(crate) fn json(&self, name: &str, version: &str, key: &str, memory: Vec<Value>) -> Value {
-        let s = self.get(key);
-        let zero = DurationStat::default().json();
-        json!({
-            "name": name,
-            "version": version,
-            "last_inference": s.last_inference,
-            "inference_count": s.inference_count,
-            "execution_count": s.execution_count,
-            "inference_stats": {
-                "success": s.success.json(),
-                "fail": s.fail.json(),
-                "queue": s.queue.json(),
-                "compute_input": zero,
-                "compute_infer": s.compute_infer.json(),
-                "compute_output": zero,
-                "cache_hit": zero,
-                "cache_miss": zero,
-            },
-            "response_stats": {},
-            "batch_stats": [],
-            "memory_usage": memory,
-        })
     }
 
     /// Prometheus counters of the requests served, per model.

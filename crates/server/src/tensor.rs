@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
+use crate::models::TensorMetadata;
 
 /// An OIP datatype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,35 @@ impl WireTensor {
         }
     }
 
+    /// A tensor whose `shape` (as requests carry it) holds exactly the elements of `data`;
+    /// a negative dimension or a count that does not match is a 400 naming the input.
+    pub(crate) fn checked(name: String, shape: &[i64], data: TensorData) -> Result<Self, ApiError> {
+        let dims = shape
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "input `{name}`: shape {shape:?} has a negative dimension"
+                ))
+            })?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| ApiError::bad_request(format!("input `{name}`: shape is too large")))?;
+        if data.len() != count {
+            return Err(ApiError::bad_request(format!(
+                "input `{name}`: shape {dims:?} holds {count} elements but {} were given",
+                data.len()
+            )));
+        }
+        Ok(Self {
+            name,
+            shape: dims,
+            data,
+        })
+    }
+
     /// A BYTES tensor's elements as UTF-8 texts; anything else is a 400 naming the input.
     pub fn texts(&self) -> Result<Vec<String>, ApiError> {
         let TensorData::Bytes(items) = &self.data else {
@@ -198,6 +228,11 @@ impl WireTensor {
 struct RequestJson {
     #[serde(default)]
     id: Option<String>,
+    /// Sent by some clients (KServe's); the route names the model, so these are not read.
+    #[serde(default, rename = "model_name")]
+    _model_name: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "model_version")]
+    _model_version: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     parameters: Map<String, Value>,
     inputs: Vec<InputJson>,
@@ -280,7 +315,7 @@ pub fn decode_request(body: &[u8], header_len: Option<usize>) -> Result<InferReq
     let (header, mut binary) = match header_len {
         Some(0) => {
             return Err(ApiError::bad_request(
-                "raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON header",
+                "a raw binary request (Inference-Header-Content-Length: 0) has no JSON header; it is decoded against the model's one input",
             ));
         }
         Some(n) if n > body.len() => {
@@ -298,23 +333,6 @@ pub fn decode_request(body: &[u8], header_len: Option<usize>) -> Result<InferReq
     for input in request.inputs {
         let datatype = Datatype::parse(&input.datatype)
             .map_err(|e| ApiError::bad_request(format!("input `{}`: {e}", input.name)))?;
-        let shape = input
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "input `{}`: shape {:?} has a negative dimension",
-                    input.name, input.shape
-                ))
-            })?;
-        let count = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("input `{}`: shape is too large", input.name))
-            })?;
         let data = match input.parameters.get("binary_data_size") {
             Some(size) => {
                 let size = size
@@ -350,19 +368,7 @@ pub fn decode_request(body: &[u8], header_len: Option<usize>) -> Result<InferReq
                 decode_json(&input.name, datatype, data)?
             }
         };
-        if data.len() != count {
-            return Err(ApiError::bad_request(format!(
-                "input `{}`: shape {:?} holds {count} elements but {} were given",
-                input.name,
-                shape,
-                data.len()
-            )));
-        }
-        inputs.push(WireTensor {
-            name: input.name,
-            shape,
-            data,
-        });
+        inputs.push(WireTensor::checked(input.name, &input.shape, data)?);
     }
     if !binary.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -390,6 +396,54 @@ pub fn decode_request(body: &[u8], header_len: Option<usize>) -> Result<InferReq
         outputs,
         binary_default,
     })
+}
+
+/// Decodes Triton's raw binary request (`Inference-Header-Content-Length: 0`): the whole body
+/// is the data of the model's one input, `input`. A BYTES input gets the body as its one
+/// element; any other type is laid out as binary data, its shape the input's with at most one
+/// variable dimension deduced from the byte count.
+pub(crate) fn decode_raw(input: &TensorMetadata, body: &[u8]) -> Result<InferRequest, ApiError> {
+    let name = &input.name;
+    let datatype = Datatype::parse(&input.datatype)
+        .map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))?;
+    let (shape, data) = if datatype == Datatype::Bytes {
+        (vec![1], TensorData::Bytes(vec![body.to_vec()]))
+    } else {
+        let data = decode_binary(name, datatype, body)?;
+        (deduce_shape(input, data.len())?, data)
+    };
+    Ok(InferRequest {
+        id: None,
+        parameters: Map::new(),
+        inputs: vec![WireTensor::checked(name.clone(), &shape, data)?],
+        outputs: None,
+        binary_default: false,
+    })
+}
+
+/// `input`'s shape for `count` elements: its one variable dimension (if any) is what is left.
+fn deduce_shape(input: &TensorMetadata, count: usize) -> Result<Vec<i64>, ApiError> {
+    let (name, shape) = (&input.name, &input.shape);
+    let fixed: i64 = shape.iter().filter(|&&d| d >= 0).product();
+    let count = i64::try_from(count)
+        .map_err(|_| ApiError::bad_request(format!("input `{name}`: too many elements")))?;
+    let cannot = |why: &str| {
+        ApiError::bad_request(format!(
+            "a raw binary request gives {count} elements for input `{name}` of shape {shape:?}: {why}"
+        ))
+    };
+    match shape.iter().filter(|&&d| d < 0).count() {
+        0 if fixed == count => Ok(shape.clone()),
+        0 => Err(cannot("the shape holds a different number")),
+        1 if fixed > 0 && count % fixed == 0 => Ok(shape
+            .iter()
+            .map(|&d| if d < 0 { count / fixed } else { d })
+            .collect()),
+        1 => Err(cannot("they do not fill its fixed dimensions")),
+        _ => Err(cannot(
+            "more than one dimension is variable, so the shape cannot be deduced; send a JSON header",
+        )),
+    }
 }
 
 fn flag(parameters: &Map<String, Value>, name: &str) -> bool {
@@ -467,7 +521,11 @@ fn decode_json(name: &str, datatype: Datatype, data: &Value) -> Result<TensorDat
     })
 }
 
-fn decode_binary(name: &str, datatype: Datatype, bytes: &[u8]) -> Result<TensorData, ApiError> {
+pub(crate) fn decode_binary(
+    name: &str,
+    datatype: Datatype,
+    bytes: &[u8],
+) -> Result<TensorData, ApiError> {
     let width = match datatype {
         Datatype::Bool | Datatype::Uint8 => 1,
         Datatype::Fp16 => 2,
@@ -530,8 +588,9 @@ fn decode_binary(name: &str, datatype: Datatype, bytes: &[u8]) -> Result<TensorD
     })
 }
 
-/// The little-endian bytes of a tensor, as the binary-data extension sends them.
-fn encode_binary(data: &TensorData) -> Vec<u8> {
+/// The little-endian bytes of a tensor, as the binary-data extension and gRPC's raw contents
+/// carry them.
+pub(crate) fn encode_binary(data: &TensorData) -> Vec<u8> {
     match data {
         TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
         TensorData::U8(v) => v.clone(),

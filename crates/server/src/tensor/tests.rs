@@ -106,3 +106,52 @@ fn the_request_id_is_echoed() {
     assert_eq!(json["id"], "r-7");
     assert_eq!(json["model_name"], "m");
 }
+
+#[test]
+fn a_clients_model_name_and_version_in_the_body_are_accepted() {
+    let body = br#"{"model_name":"m","model_version":"1","inputs":[{"name":"x","shape":[1],"datatype":"INT64","data":[7]}]}"#;
+    let request = decode_request(body, None).unwrap();
+    assert_eq!(request.inputs[0].data, TensorData::I64(vec![7]));
+}
+
+fn input(name: &str, datatype: &str, shape: &[i64]) -> TensorMetadata {
+    TensorMetadata {
+        name: name.to_owned(),
+        datatype: datatype.to_owned(),
+        shape: shape.to_vec(),
+    }
+}
+
+#[test]
+fn a_raw_binary_body_fills_the_one_variable_dimension() {
+    let body: Vec<u8> = (0..6i32).flat_map(|v| v.to_le_bytes()).collect();
+    let request = decode_raw(&input("x", "INT32", &[-1, 3]), &body).unwrap();
+    assert_eq!(request.inputs[0].shape, vec![2, 3]);
+    assert_eq!(request.inputs[0].data, TensorData::I32((0..6).collect()));
+    let request = decode_raw(&input("x", "INT32", &[2, 3]), &body).unwrap();
+    assert_eq!(request.inputs[0].shape, vec![2, 3]);
+    // A BYTES input takes the body as its one element.
+    let request = decode_raw(&input("text", "BYTES", &[-1]), b"a cat").unwrap();
+    assert_eq!(request.inputs[0].shape, vec![1]);
+    assert_eq!(request.inputs[0].data, TensorData::Bytes(vec![b"a cat".to_vec()]));
+}
+
+#[test]
+fn a_raw_binary_body_that_cannot_fill_the_shape_is_a_400_saying_why() {
+    let body: Vec<u8> = (0..5i32).flat_map(|v| v.to_le_bytes()).collect();
+    for (shape, why) in [
+        (&[-1, 3][..], "fixed dimensions"),
+        (&[2, 3][..], "different number"),
+        (&[-1, -1][..], "more than one dimension is variable"),
+    ] {
+        let e = decode_raw(&input("x", "INT32", shape), &body).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(
+            e.message.contains("`x`") && e.message.contains(why),
+            "{shape:?}: {}",
+            e.message
+        );
+    }
+    let e = decode_raw(&input("x", "FP32", &[-1]), &[0, 0, 0]).unwrap_err();
+    assert!(e.message.contains("4-byte"), "{}", e.message);
+}
