@@ -127,7 +127,7 @@ impl Running {
     }
 
     /// Signals shutdown and waits until the server has stopped.
-    fn shutdown(&mut self) {
+    pub(super) fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -956,18 +956,23 @@ fn start_slow_request(server: &Running, client: Client) -> std::thread::JoinHand
             }),
         )
     });
+    wait_until_leased(server, "tiny-sd@0.1.0");
+    slow
+}
+
+/// Returns once a request holds `model` (`id@version`), so it is certainly in flight.
+pub(super) fn wait_until_leased(server: &Running, model: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !server
         .manager
         .status()
         .models
         .iter()
-        .any(|m| m.model == "tiny-sd@0.1.0" && m.leases > 0)
+        .any(|m| m.model == model && m.leases > 0)
     {
         assert!(Instant::now() < deadline, "the slow request never started");
         std::thread::sleep(Duration::from_millis(5));
     }
-    slow
 }
 
 #[test]

@@ -5,15 +5,25 @@
 //! catalog under external control with a bearer token, and a catalog whose one model is the
 //! `add` fixture served tensor for tensor. `xtask/python/serve_clients_grpc.py`, in the pinned
 //! environment `cargo xtask serve-clients` makes, drives both and prints what it saw.
+//!
+//! The generated tonic client (`modelmux_server::grpc::proto`) covers what tritonclient does not
+//! send: typed `contents`, an oversize message, the concurrency limit shared with HTTP, and a
+//! shutdown with a call in flight.
 
+use modelmux_server::grpc::proto::{
+    self, grpc_inference_service_client::GrpcInferenceServiceClient,
+};
+use modelmux_server::grpc::tonic;
 use modelmux_server::{ControlMode, ServerOptions, Tokens};
 use modelmux_tests::fixture;
 use serde_json::json;
 
 use crate::serve::{
     Running, TEXTS, add_catalog, f32s, in_process_embeddings, in_process_sum, manager,
-    run_client_script, tiny_catalog_path,
+    run_client_script, tiny_catalog_path, wait_until_leased,
 };
+
+use proto::model_infer_request::InferInputTensor;
 
 const TOKEN: &str = "grpc-test-token";
 
@@ -147,4 +157,156 @@ fn tritonclient_grpc_sees_the_in_process_results() {
         "{}",
         seen["add_wrong_type"]
     );
+}
+
+/// A BYTES input carried as typed `bytes_contents`.
+fn bytes_input(name: &str, items: &[&[u8]]) -> InferInputTensor {
+    InferInputTensor {
+        name: name.to_owned(),
+        datatype: "BYTES".to_owned(),
+        shape: vec![items.len() as i64],
+        contents: Some(proto::InferTensorContents {
+            bytes_contents: items.iter().map(|t| t.to_vec()).collect(),
+            ..proto::InferTensorContents::default()
+        }),
+        ..InferInputTensor::default()
+    }
+}
+
+fn infer_request(model: &str, inputs: Vec<InferInputTensor>) -> proto::ModelInferRequest {
+    proto::ModelInferRequest {
+        model_name: model.to_owned(),
+        inputs,
+        ..proto::ModelInferRequest::default()
+    }
+}
+
+/// The gRPC status of a call that must fail.
+fn failure<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
+    result.expect_err("the call fails")
+}
+
+/// The little-endian FP32 elements of a raw output.
+fn raw_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn typed_contents_limits_and_shutdown_over_grpc() {
+    let mut server = Running::with_grpc(
+        manager(&tiny_catalog_path(), &fixture("tiny/exports")),
+        ServerOptions {
+            max_concurrency: 1,
+            max_body_bytes: 64 * 1024,
+            ..ServerOptions::default()
+        },
+    );
+    let address = format!("http://{}", server.grpc.as_deref().expect("gRPC runs"));
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut client = rt
+        .block_on(GrpcInferenceServiceClient::connect(address.clone()))
+        .expect("connects");
+
+    // BYTES as typed contents; the embeddings come back as raw contents, equal to in-process.
+    let texts: Vec<&[u8]> = TEXTS.iter().map(|t| t.as_bytes()).collect();
+    let mut request = infer_request("tiny-bert", vec![bytes_input("text", &texts)]);
+    request.id = "typed-1".to_owned();
+    let answer = rt
+        .block_on(client.model_infer(request))
+        .expect("infer")
+        .into_inner();
+    assert_eq!(answer.id, "typed-1");
+    assert_eq!(answer.model_name, "tiny-bert");
+    assert_eq!(answer.outputs[0].name, "embedding");
+    assert_eq!(answer.outputs[0].datatype, "FP32");
+    assert_eq!(answer.outputs[0].shape, vec![3, 32]);
+    let expected: Vec<f32> = in_process_embeddings(&TEXTS)
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(raw_f32s(&answer.raw_output_contents[0]), expected);
+
+    // Malformed tensors: INVALID_ARGUMENT naming what is wrong.
+    let mut fp16 = bytes_input("text", &[]);
+    fp16.datatype = "FP16".to_owned();
+    fp16.shape = vec![0];
+    let status = failure(rt.block_on(client.model_infer(infer_request("tiny-bert", vec![fp16]))));
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("raw_input_contents"),
+        "{status:?}"
+    );
+    let mut short = bytes_input("text", &texts);
+    short.shape = vec![4];
+    let status = failure(rt.block_on(client.model_infer(infer_request("tiny-bert", vec![short]))));
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("`text`") && status.message().contains("4 elements"),
+        "{status:?}"
+    );
+    let mut raw = infer_request("tiny-bert", vec![bytes_input("text", &texts)]);
+    raw.raw_input_contents = vec![Vec::new(), Vec::new()];
+    let status = failure(rt.block_on(client.model_infer(raw)));
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("2 entries for 1 inputs"),
+        "{status:?}"
+    );
+
+    // A message over the body limit is refused before it is decoded, naming the limit.
+    let big = vec![b'a'; 100 * 1024];
+    let request = infer_request("tiny-bert", vec![bytes_input("text", &[&big])]);
+    let status = failure(rt.block_on(client.model_infer(request)));
+    assert_eq!(status.code(), tonic::Code::OutOfRange);
+    assert!(status.message().contains("65536"), "{status:?}");
+
+    // A slow call holds the one place: another call over either transport is UNAVAILABLE.
+    let mut slow_client = client.clone();
+    let mut slow = infer_request("tiny-sd", vec![bytes_input("prompt", &[b"slow"])]);
+    slow.parameters = [("seed", 1), ("steps", 100)]
+        .into_iter()
+        .map(|(name, value)| {
+            let value = proto::infer_parameter::ParameterChoice::Int64Param(value);
+            (
+                name.to_owned(),
+                proto::InferParameter {
+                    parameter_choice: Some(value),
+                },
+            )
+        })
+        .collect();
+    let slow = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("a runtime");
+        rt.block_on(slow_client.model_infer(slow))
+    });
+    wait_until_leased(&server, "tiny-sd@0.1.0");
+    let request = infer_request("tiny-bert", vec![bytes_input("text", &texts)]);
+    let status = failure(rt.block_on(client.model_infer(request)));
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(status.message().contains("retry later"), "{status:?}");
+
+    // Shutdown lets the in-flight call finish, then neither port accepts connections.
+    server.shutdown();
+    let answer = slow
+        .join()
+        .expect("the slow call's thread")
+        .expect("the in-flight call completed")
+        .into_inner();
+    let image = answer
+        .outputs
+        .iter()
+        .find(|o| o.name == "image")
+        .expect("an image");
+    assert_eq!(image.datatype, "UINT8");
+    assert_eq!(image.shape.len(), 4);
+    for port in [&server.base, &address] {
+        let address = port.rsplit("//").next().unwrap_or_default();
+        assert!(
+            std::net::TcpStream::connect(address).is_err(),
+            "{address} refuses connections after shutdown"
+        );
+    }
 }

@@ -21,6 +21,9 @@ use crate::tensor::{
     Datatype, InferRequest, RequestedOutput, TensorData, WireTensor, decode_binary, encode_binary,
 };
 
+/// The tonic the generated client and server are built with (their API is tonic's).
+pub use tonic;
+
 /// The messages and service of `proto/grpc_predict_v2.proto` (package `inference`), server and
 /// client.
 pub mod proto {
