@@ -3,7 +3,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let files = protox::compile(["grpc_predict_v2.proto"], ["proto"])?;
+    let files = protox::compile(["grpc_predict_v2.proto", "model_runtime.proto"], ["proto"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .compile_fds(files)?;

@@ -8,12 +8,15 @@
 //!
 //! The generated tonic client (`modelmux_server::grpc::proto`) covers what tritonclient does not
 //! send: typed `contents`, an oversize message, the concurrency limit shared with HTTP, and a
-//! shutdown with a call in flight.
+//! shutdown with a call in flight; and ModelMesh's runtime interface (`mmesh.ModelRuntime`) on
+//! the same port.
 
 use modelmux_server::grpc::proto::{
     self, grpc_inference_service_client::GrpcInferenceServiceClient,
 };
 use modelmux_server::grpc::tonic;
+use modelmux_server::modelmesh::proto as mmesh;
+use modelmux_server::modelmesh::proto::model_runtime_client::ModelRuntimeClient;
 use modelmux_server::{ControlMode, ServerOptions, Tokens};
 use modelmux_tests::fixture;
 use serde_json::json;
@@ -308,5 +311,138 @@ fn typed_contents_limits_and_shutdown_over_grpc() {
             std::net::TcpStream::connect(address).is_err(),
             "{address} refuses connections after shutdown"
         );
+    }
+}
+
+/// ModelMesh's runtime interface: capacity from the manager's budget, sizes from the catalog and
+/// the ledger, loads that serve inference under the same name, and a purge at ModelMesh's start.
+#[test]
+fn modelmesh_runtime_loads_sizes_and_unloads_through_the_ledger() {
+    let server = Running::with_grpc(
+        manager(&tiny_catalog_path(), &fixture("tiny/exports")),
+        ServerOptions {
+            control: ControlMode::External,
+            ..ServerOptions::default()
+        },
+    );
+    let address = format!("http://{}", server.grpc.as_deref().expect("gRPC runs"));
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut runtime = rt
+        .block_on(ModelRuntimeClient::connect(address.clone()))
+        .expect("connects");
+    let mut inference = rt
+        .block_on(GrpcInferenceServiceClient::connect(address))
+        .expect("connects");
+    let status = rt
+        .block_on(runtime.runtime_status(mmesh::RuntimeStatusRequest {}))
+        .expect("runtimeStatus")
+        .into_inner();
+    assert_eq!(
+        status.status,
+        mmesh::runtime_status_response::Status::Ready as i32
+    );
+    let devices = server.manager.status().devices;
+    let host = devices
+        .iter()
+        .find(|d| d.device == "cpu")
+        .expect("the host");
+    assert_eq!(status.capacity_in_bytes, host.budget_bytes);
+    let declared = |id: &str| {
+        let spec = server.manager.catalog().get(id).expect("in the catalog");
+        spec.memory_requirement.expect("declared").bytes()
+    };
+    let largest = server
+        .manager
+        .catalog()
+        .models()
+        .iter()
+        .filter_map(|spec| spec.memory_requirement.map(|b| b.bytes()))
+        .max();
+    assert_eq!(Some(status.default_model_size_in_bytes), largest);
+    assert_eq!(
+        status.method_infos["inference.GRPCInferenceService/ModelInfer"].id_injection_path,
+        vec![1]
+    );
+
+    let predicted = rt
+        .block_on(runtime.predict_model_size(mmesh::PredictModelSizeRequest {
+            model_id: "tiny-bert".to_owned(),
+            ..mmesh::PredictModelSizeRequest::default()
+        }))
+        .expect("predictModelSize")
+        .into_inner();
+    assert_eq!(predicted.size_in_bytes, declared("tiny-bert"));
+
+    // loadModel answers the ledger's measured bytes, and modelSize reads them again.
+    let ledger = || {
+        server
+            .manager
+            .status()
+            .models
+            .into_iter()
+            .find(|m| m.model == "tiny-bert@0.1.0")
+            .and_then(|m| m.bytes)
+    };
+    let loaded = rt
+        .block_on(runtime.load_model(mmesh::LoadModelRequest {
+            model_id: "tiny-bert".to_owned(),
+            ..mmesh::LoadModelRequest::default()
+        }))
+        .expect("loadModel")
+        .into_inner();
+    assert!(loaded.size_in_bytes > 0);
+    assert_eq!(Some(loaded.size_in_bytes), ledger());
+    let size = rt
+        .block_on(runtime.model_size(mmesh::ModelSizeRequest {
+            model_id: "tiny-bert".to_owned(),
+        }))
+        .expect("modelSize")
+        .into_inner();
+    assert_eq!(size.size_in_bytes, loaded.size_in_bytes);
+
+    // Inference reaches the model under the id ModelMesh loaded it by.
+    let texts: Vec<&[u8]> = TEXTS.iter().map(|t| t.as_bytes()).collect();
+    let request = infer_request("tiny-bert", vec![bytes_input("text", &texts)]);
+    let answer = rt
+        .block_on(inference.model_infer(request))
+        .expect("infer")
+        .into_inner();
+    let expected: Vec<f32> = in_process_embeddings(&TEXTS)
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(raw_f32s(&answer.raw_output_contents[0]), expected);
+
+    // An id the catalog does not know: INVALID_ARGUMENT (no load was attempted).
+    let unknown = rt.block_on(runtime.load_model(mmesh::LoadModelRequest {
+        model_id: "no-such-model".to_owned(),
+        ..mmesh::LoadModelRequest::default()
+    }));
+    let status = unknown.expect_err("an unknown id fails");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("no-such-model"), "{status:?}");
+
+    // A restarted ModelMesh asks for the status again: what it had loaded is unloaded first.
+    rt.block_on(runtime.runtime_status(mmesh::RuntimeStatusRequest {}))
+        .expect("runtimeStatus");
+    assert_eq!(ledger(), None, "purged");
+    let status = failure(rt.block_on(runtime.model_size(mmesh::ModelSizeRequest {
+        model_id: "tiny-bert".to_owned(),
+    })));
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let request = infer_request("tiny-bert", vec![bytes_input("text", &texts)]);
+    let status = failure(rt.block_on(inference.model_infer(request)));
+    assert_eq!(
+        status.code(),
+        tonic::Code::NotFound,
+        "ModelMesh reads NOT_FOUND as not here"
+    );
+
+    // Unloading what is not loaded, or not known, succeeds at once.
+    for id in ["tiny-bert", "no-such-model"] {
+        rt.block_on(runtime.unload_model(mmesh::UnloadModelRequest {
+            model_id: id.to_owned(),
+        }))
+        .expect("unloadModel");
     }
 }

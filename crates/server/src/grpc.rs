@@ -52,15 +52,23 @@ impl Service {
             .max_encoding_message_size(usize::MAX)
     }
 
-    /// The token check and a place under the concurrency limit, held until the call returns.
     fn admit<T>(&self, request: &Request<T>) -> Result<OwnedSemaphorePermit, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        self.state.authorize(authorization)?;
-        Ok(self.state.admit()?)
+        admit(&self.state, request)
     }
+}
+
+/// For every gRPC call: the token check (`authorization: Bearer …` metadata) and a place under
+/// the concurrency limit, held until the call returns.
+pub(crate) fn admit<T>(
+    state: &AppState,
+    request: &Request<T>,
+) -> Result<OwnedSemaphorePermit, Status> {
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    state.authorize(authorization)?;
+    Ok(state.admit()?)
 }
 
 impl From<ApiError> for Status {

@@ -12,6 +12,7 @@
 //! gRPC (tonic) → the same token check and limit per call
 //!   → inference.GRPCInferenceService (the OIP's RPCs, typed or raw contents; Triton's
 //!     repository, statistics and model-configuration RPCs)
+//!   → mmesh.ModelRuntime (ModelMesh: capacity, load/unload, sizes from the ledger)
 //!     └─ protocol (both transports) → ModelManager::get_model → lease → family object (or
 //!        SessionPool) → ONNX Runtime
 //! ```
@@ -44,6 +45,7 @@
 mod error;
 mod generate;
 pub mod grpc;
+pub mod modelmesh;
 mod models;
 mod oip;
 mod openai;
@@ -346,6 +348,7 @@ impl Server {
             };
             tonic::transport::Server::builder()
                 .add_service(grpc::Service::server(Arc::clone(&state)))
+                .add_service(modelmesh::Runtime::server(Arc::clone(&state)))
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
                     signal(stopped.clone()),

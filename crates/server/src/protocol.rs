@@ -234,7 +234,7 @@ fn select(
 }
 
 /// `memory_usage` of the statistics extension: the ledger's committed bytes for the model.
-fn memory_usage(state: &AppState, spec: &ModelSpec) -> Vec<MemoryUsage> {
+pub(crate) fn memory_usage(state: &AppState, spec: &ModelSpec) -> Vec<MemoryUsage> {
     let status = state.manager.status();
     let key = spec.key();
     let Some(model) = status.models.iter().find(|m| m.model == key) else {

@@ -133,7 +133,10 @@ fn a_raw_binary_body_fills_the_one_variable_dimension() {
     // A BYTES input takes the body as its one element.
     let request = decode_raw(&input("text", "BYTES", &[-1]), b"a cat").unwrap();
     assert_eq!(request.inputs[0].shape, vec![1]);
-    assert_eq!(request.inputs[0].data, TensorData::Bytes(vec![b"a cat".to_vec()]));
+    assert_eq!(
+        request.inputs[0].data,
+        TensorData::Bytes(vec![b"a cat".to_vec()])
+    );
 }
 
 #[test]
