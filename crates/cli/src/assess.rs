@@ -83,12 +83,14 @@ pub(crate) async fn lease_assessor(
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let manager = args.catalog.manager()?;
     let runtime = crate::common::runtime()?;
+    let progress = crate::progress::Progress::new(args.json);
     let images = args
         .images
         .iter()
         .map(|p| open_image(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let assessor = runtime.block_on(lease_assessor(&manager, &args.model))?;
+    let assessor =
+        runtime.block_on(progress.loading(&args.model, lease_assessor(&manager, &args.model)))?;
     let scores = runtime.block_on(assessor.assessor.assess(&images))?;
     let scale = assessor.assessor.scale();
     if args.json {

@@ -38,18 +38,21 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let manager = args.catalog.manager()?;
     let runtime = crate::common::runtime()?;
-    let captioner = runtime.block_on(manager.get_model::<Arc<dyn ImageCaptioner>>(&args.model))?;
+    let progress = crate::progress::Progress::new(args.json);
+    let captioner = progress.lease::<Arc<dyn ImageCaptioner>>(&runtime, &manager, &args.model)?;
     let options = CaptionOptions {
         beams: args.beams,
         max_new_tokens: args.max_new_tokens,
         prefix: args.prefix.clone(),
     };
     let mut captions = Vec::new();
+    let done = progress.bar("captioning", args.images.len() as u64, "images");
     for path in &args.images {
         let image = open_image(path)?;
         let caption = runtime.block_on(captioner.caption(&image, &options))?;
+        done.inc(1);
         if !args.json {
-            println!("{}: {}", path.display(), caption.text);
+            progress.suspend(|| println!("{}: {}", path.display(), caption.text));
         }
         captions.push(json!({
             "image": path.display().to_string(),
@@ -57,6 +60,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "tokens": caption.tokens,
         }));
     }
+    done.finish_and_clear();
     if args.json {
         print_json(&json!({ "model": captioner.model(), "captions": captions }));
     }

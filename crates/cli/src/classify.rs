@@ -40,6 +40,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let manager = args.catalog.manager()?;
     let runtime = crate::common::runtime()?;
+    let progress = crate::progress::Progress::new(args.json);
     let spec = spec(&manager, &args.model)?.clone();
     let images = args
         .images
@@ -55,7 +56,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let (model, results) = match spec.family {
         Family::Vlm => {
             let encoder =
-                runtime.block_on(manager.get_model::<Arc<dyn ImageTextEncoder>>(&args.model))?;
+                progress.lease::<Arc<dyn ImageTextEncoder>>(&runtime, &manager, &args.model)?;
             let shared: Arc<dyn ImageTextEncoder> = Arc::clone(&*encoder);
             let classifier = if labels.is_empty() {
                 ZeroShotAttributes::from_spec(shared, &spec)?
@@ -82,7 +83,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 );
             }
             let classifier =
-                runtime.block_on(manager.get_model::<Arc<dyn ImageClassifier>>(&args.model))?;
+                progress.lease::<Arc<dyn ImageClassifier>>(&runtime, &manager, &args.model)?;
             let results = runtime.block_on(classifier.classify(&images))?;
             (classifier.model().to_owned(), results)
         }

@@ -124,52 +124,6 @@ pub(crate) fn spec<'a>(
         .map_err(|e| anyhow::format_err!("{e}"))
 }
 
-/// A one-line progress bar on stderr, drawn only when stderr is a terminal and the work has
-/// taken over a second: short runs and redirected output stay clean.
-#[derive(Debug)]
-pub(crate) struct Progress {
-    label: String,
-    enabled: bool,
-    start: std::time::Instant,
-    drawn: std::cell::Cell<bool>,
-}
-
-impl Progress {
-    pub(crate) fn new(show: bool, label: &str) -> Self {
-        use std::io::IsTerminal;
-        Self {
-            label: label.to_owned(),
-            enabled: show && std::io::stderr().is_terminal(),
-            start: std::time::Instant::now(),
-            drawn: std::cell::Cell::new(false),
-        }
-    }
-
-    /// Shows `done` of `total`.
-    pub(crate) fn update(&self, done: usize, total: usize) {
-        if !self.enabled || self.start.elapsed() < std::time::Duration::from_secs(1) {
-            return;
-        }
-        let width = 30;
-        let filled = (done * width).checked_div(total).unwrap_or(0).min(width);
-        eprint!(
-            "\r{} [{}{}] {done}/{total} {:.1} s",
-            self.label,
-            "#".repeat(filled),
-            " ".repeat(width - filled),
-            self.start.elapsed().as_secs_f64()
-        );
-        self.drawn.set(true);
-    }
-
-    /// Ends the bar's line, if one was drawn.
-    pub(crate) fn finish(&self) {
-        if self.drawn.get() {
-            eprintln!();
-        }
-    }
-}
-
 /// The host as a budget of `budget` bytes that only the ledger's own accounts fill: a reading
 /// always says nothing is in use, so each load is charged its declared or estimated footprint.
 #[derive(Debug)]

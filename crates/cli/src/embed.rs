@@ -38,10 +38,11 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let manager = args.catalog.manager()?;
     let runtime = crate::common::runtime()?;
+    let progress = crate::progress::Progress::new(args.json);
     let family = spec(&manager, &args.model)?.family;
     let (model, inputs, vectors) = if family == Family::Vlm {
         let encoder =
-            runtime.block_on(manager.get_model::<Arc<dyn ImageTextEncoder>>(&args.model))?;
+            progress.lease::<Arc<dyn ImageTextEncoder>>(&runtime, &manager, &args.model)?;
         if args.images.is_empty() {
             let vectors = runtime.block_on(encoder.embed_texts(&args.texts))?;
             (encoder.model().to_owned(), args.texts.clone(), vectors)
@@ -67,7 +68,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 family.as_str()
             );
         }
-        let encoder = runtime.block_on(manager.get_model::<Arc<dyn TextEncoder>>(&args.model))?;
+        let encoder = progress.lease::<Arc<dyn TextEncoder>>(&runtime, &manager, &args.model)?;
         let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
         let vectors = encoder.embed(&texts)?;
         (encoder.model().to_owned(), args.texts.clone(), vectors)

@@ -2,7 +2,7 @@
 //! chosen by the catalog entry's family.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,6 +17,7 @@ use modelmux::registry::Family;
 use serde_json::json;
 
 use crate::common::{CatalogArgs, open_image, print_json, spec};
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -86,7 +87,7 @@ pub(crate) struct Args {
 
     #[command(flatten)]
     catalog: CatalogArgs,
-    /// Print one JSON object instead of streaming text or progress.
+    /// Print one JSON object instead of streaming text or progress bars.
     #[arg(long)]
     json: bool,
 }
@@ -106,16 +107,17 @@ pub(crate) fn parse_param(text: &str) -> Result<(String, f64), String> {
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let manager = args.catalog.manager()?;
     let runtime = crate::common::runtime()?;
+    let progress = Progress::new(args.json);
     match spec(&manager, &args.model)?.family {
         Family::Lm => {
             let generator =
-                runtime.block_on(manager.get_model::<Arc<dyn TextGenerator>>(&args.model))?;
-            generate_text(args, generator.model(), &**generator)
+                progress.lease::<Arc<dyn TextGenerator>>(&runtime, &manager, &args.model)?;
+            generate_text(args, &progress, generator.model(), &**generator)
         }
         Family::Diffusion => {
             let pipeline =
-                runtime.block_on(manager.get_model::<Arc<dyn TextToImage>>(&args.model))?;
-            generate_images(args, pipeline.model(), &**pipeline)
+                progress.lease::<Arc<dyn TextToImage>>(&runtime, &manager, &args.model)?;
+            generate_images(args, &progress, pipeline.model(), &**pipeline)
         }
         other => bail!(
             "{} is a {} model; generate needs a language model or a diffusion model",
@@ -127,6 +129,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 fn generate_text(
     args: &Args,
+    progress: &Progress,
     model: &str,
     generator: &dyn TextGenerator,
 ) -> anyhow::Result<ExitCode> {
@@ -144,13 +147,25 @@ fn generate_text(
     let prompts = [Prompt::from(prompt.as_str())];
     let json = args.json;
     let mut stdout = std::io::stdout();
+    // Text streamed to a terminal is its own progress; a bar there would overwrite it. Text
+    // going to a file or a pipe leaves the terminal to a bar counting the tokens.
+    let tokens = if stdout.is_terminal() && !json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        match args.max_new_tokens {
+            Some(n) => progress.bar("generating", n as u64, "tokens"),
+            None => progress.counter("generating", "tokens"),
+        }
+    };
     let mut results = generator.generate_stream(&prompts, &options, &mut |event| {
+        tokens.inc(1);
         if !json {
             let _ = write!(stdout, "{}", event.text);
             let _ = stdout.flush();
         }
         ControlFlow::Continue(())
     })?;
+    tokens.finish_and_clear();
     let generation = results
         .pop()
         .ok_or_else(|| anyhow::format_err!("the model returned no generation"))?;
@@ -201,6 +216,7 @@ pub(crate) fn image_request(args: &Args) -> anyhow::Result<ImageRequest> {
 
 fn generate_images(
     args: &Args,
+    progress: &Progress,
     model: &str,
     pipeline: &dyn TextToImage,
 ) -> anyhow::Result<ExitCode> {
@@ -209,12 +225,7 @@ fn generate_images(
     if defaults.text_conditioned && request.prompt.is_empty() {
         bail!("{model} is text-conditioned and needs --prompt");
     }
-    let progress = crate::common::Progress::new(!args.json, "denoising");
-    let result = pipeline.generate(&request, &mut |p| {
-        progress.update(p.step + 1, p.total);
-        Control::Continue
-    })?;
-    progress.finish();
+    let result = denoise(progress, "denoising", pipeline, &request)?;
     let id = model.split('@').next().unwrap_or(model);
     let base = args
         .out
@@ -244,6 +255,24 @@ fn generate_images(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `pipeline` on `request` with a bar of its denoising steps.
+pub(crate) fn denoise(
+    progress: &Progress,
+    label: &str,
+    pipeline: &dyn TextToImage,
+    request: &ImageRequest,
+) -> anyhow::Result<GeneratedImages> {
+    let planned = request.steps.unwrap_or(pipeline.defaults().steps);
+    let steps = progress.bar(label, planned as u64, "steps");
+    let result = pipeline.generate(request, &mut |p| {
+        steps.set_length(p.total as u64);
+        steps.set_position(p.step as u64);
+        Control::Continue
+    });
+    steps.finish_and_clear();
+    Ok(result?)
 }
 
 /// Each stage's time in milliseconds.

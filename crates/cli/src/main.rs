@@ -10,6 +10,7 @@ mod embed;
 mod generate;
 mod models;
 mod pipeline;
+mod progress;
 mod serve;
 mod status;
 

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use modelmux::adapters::diffusion::{Control, ImageRequest, TextToImage};
+use modelmux::adapters::diffusion::{ImageRequest, TextToImage};
 use modelmux::adapters::image::Image;
-use modelmux::adapters::lm::{GenerationOptions, TextGenerator};
+use modelmux::adapters::lm::{GenerationOptions, Prompt, TextGenerator};
 use modelmux::adapters::specialized::{AttributeScores, ImageClassifier};
 use modelmux::adapters::vlm::{CaptionOptions, ImageCaptioner, ImageTextEncoder};
 use modelmux::registry::{Architecture, ByteSize, Family, ModelSpec};
@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::assess::{lease_assessor, scale_text};
 use crate::classify::{attribute_json, attribute_line};
 use crate::common::{CatalogArgs, human_bytes, print_json};
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -218,11 +219,12 @@ struct Event {
     seconds: Option<f64>,
 }
 
-/// Prints the run's log (to stderr with `--json`, so stdout stays one JSON object) and keeps
-/// every event for the report.
+/// Prints the run's log (to stderr with `--json`, so stdout stays one JSON object) above the
+/// progress bars, and keeps every event for the report.
 #[derive(Debug)]
 struct Log {
     json: bool,
+    progress: Progress,
     events: Vec<Event>,
     last: Status,
     peak_bytes: u64,
@@ -230,11 +232,13 @@ struct Log {
 
 impl Log {
     fn say(&self, line: &str) {
-        if self.json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
+        self.progress.suspend(|| {
+            if self.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        });
     }
 
     /// Compares the manager's status with the last one, reports loads, reloads and evictions
@@ -352,6 +356,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
     let mut log = Log {
         json: args.json,
+        progress: Progress::new(args.json),
         events: Vec::new(),
         last: manager.status(),
         peak_bytes: 0,
@@ -368,18 +373,22 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
     let mut timings: BTreeMap<&str, Duration> = BTreeMap::new();
     let mut scored: Vec<Scored> = Vec::new();
+    let stages_per_image = if roles.interpreter.is_some() { 3 } else { 2 };
+    let stages = log
+        .progress
+        .bar("pipeline", (args.count * stages_per_image) as u64, "stages");
     for i in 0..args.count {
         let seed = args.seed + i as u64;
         let t = Instant::now();
-        log.say(&format!(
-            "[{}/{}] generate (seed {seed})",
-            i + 1,
-            args.count
-        ));
-        let mut item = generate_one(args, &runtime, &manager, &roles, seed, &images_dir)?;
+        let stage = format!("[{}/{}] generate (seed {seed})", i + 1, args.count);
+        stages.set_message(stage.clone());
+        log.say(&stage);
+        let mut item = generate_one(args, &runtime, &manager, &roles, seed, &images_dir, &log)?;
         *timings.entry("generate").or_default() += t.elapsed();
         log.after("generate", &manager);
+        stages.inc(1);
         let t = Instant::now();
+        stages.set_message(format!("[{}/{}] evaluate", i + 1, args.count));
         log.say(&format!(
             "[{}/{}] evaluate {}",
             i + 1,
@@ -388,14 +397,19 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ));
         evaluate_one(args, &runtime, &manager, &roles, &mut item, &mut log)?;
         *timings.entry("evaluate").or_default() += t.elapsed();
+        stages.inc(1);
         if let Some(id) = &roles.interpreter {
             let t = Instant::now();
-            log.say(&format!("[{}/{}] interpret with {id}", i + 1, args.count));
+            let stage = format!("[{}/{}] interpret with {id}", i + 1, args.count);
+            stages.set_message(stage.clone());
+            log.say(&stage);
             item.assessment = Some(interpret(args, &runtime, &manager, id, &item, &mut log)?);
             *timings.entry("interpret").or_default() += t.elapsed();
+            stages.inc(1);
         }
         scored.push(item);
     }
+    stages.finish_and_clear();
 
     timings.insert("total", started.elapsed());
 
@@ -444,8 +458,11 @@ fn generate_one(
     roles: &Roles,
     seed: u64,
     dir: &Path,
+    log: &Log,
 ) -> anyhow::Result<Scored> {
-    let pipeline = runtime.block_on(manager.get_model::<Arc<dyn TextToImage>>(&roles.generator))?;
+    let pipeline =
+        log.progress
+            .lease::<Arc<dyn TextToImage>>(runtime, manager, &roles.generator)?;
     let request = ImageRequest {
         prompt: args.prompt.clone(),
         steps: args.steps,
@@ -453,12 +470,7 @@ fn generate_one(
         params: args.params.iter().cloned().collect(),
         ..ImageRequest::default()
     };
-    let progress = crate::common::Progress::new(!args.json, "  denoising");
-    let result = pipeline.generate(&request, &mut |p| {
-        progress.update(p.step + 1, p.total);
-        Control::Continue
-    })?;
-    progress.finish();
+    let result = crate::generate::denoise(&log.progress, "denoising", &**pipeline, &request)?;
     drop(pipeline);
     let path = dir.join(format!("image-{seed}.png"));
     crate::generate::write_images(&result, &path)?;
@@ -489,7 +501,9 @@ fn evaluate_one(
     let image = item.image.clone().context("no image to evaluate")?;
     let images = std::slice::from_ref(&image);
     if let Some(id) = &roles.encoder {
-        let encoder = runtime.block_on(manager.get_model::<Arc<dyn ImageTextEncoder>>(id))?;
+        let encoder = log
+            .progress
+            .lease::<Arc<dyn ImageTextEncoder>>(runtime, manager, id)?;
         let i = runtime.block_on(encoder.embed_images(images))?;
         let t = runtime.block_on(encoder.embed_texts(std::slice::from_ref(&args.prompt)))?;
         drop(encoder);
@@ -503,7 +517,9 @@ fn evaluate_one(
         ));
     }
     if let Some(id) = &roles.captioner {
-        let captioner = runtime.block_on(manager.get_model::<Arc<dyn ImageCaptioner>>(id))?;
+        let captioner = log
+            .progress
+            .lease::<Arc<dyn ImageCaptioner>>(runtime, manager, id)?;
         let caption = runtime.block_on(captioner.caption(&image, &CaptionOptions::default()))?;
         drop(captioner);
         log.after("caption", manager);
@@ -511,7 +527,9 @@ fn evaluate_one(
         item.caption = Some(caption.text);
     }
     for id in &roles.classifiers {
-        let classifier = runtime.block_on(manager.get_model::<Arc<dyn ImageClassifier>>(id))?;
+        let classifier = log
+            .progress
+            .lease::<Arc<dyn ImageClassifier>>(runtime, manager, id)?;
         let scores = runtime.block_on(classifier.classify(images))?;
         drop(classifier);
         log.after("classify", manager);
@@ -521,7 +539,7 @@ fn evaluate_one(
         }
     }
     for id in &roles.assessors {
-        let assessor = runtime.block_on(lease_assessor(manager, id))?;
+        let assessor = runtime.block_on(log.progress.loading(id, lease_assessor(manager, id)))?;
         let scores = runtime.block_on(assessor.assessor.assess(images))?;
         let scale = assessor.assessor.scale();
         drop(assessor);
@@ -546,7 +564,9 @@ fn interpret(
     item: &Scored,
     log: &mut Log,
 ) -> anyhow::Result<serde_json::Value> {
-    let generator = runtime.block_on(manager.get_model::<Arc<dyn TextGenerator>>(id))?;
+    let generator = log
+        .progress
+        .lease::<Arc<dyn TextGenerator>>(runtime, manager, id)?;
     // Greedy, with transformers' repetition penalty: small models otherwise loop on a phrase
     // of the prompt.
     let options = GenerationOptions {
@@ -556,13 +576,30 @@ fn interpret(
     };
     // The detailed prompt first; a model with a short context gets the gist instead.
     let mut prompt = interpretation_prompt(&args.prompt, item);
-    let generation = match generator.generate(&prompt, &options) {
+    let write = |prompt: &str| {
+        let tokens = log
+            .progress
+            .bar("writing", args.max_new_tokens as u64, "tokens");
+        let result = generator.generate_stream(&[Prompt::from(prompt)], &options, &mut |_| {
+            tokens.inc(1);
+            std::ops::ControlFlow::Continue(())
+        });
+        tokens.finish_and_clear();
+        result.and_then(|mut all| {
+            all.pop()
+                .ok_or_else(|| modelmux::adapters::AdapterError::InvalidRequest {
+                    model: id.to_owned(),
+                    reason: "the generator returned no result".to_owned(),
+                })
+        })
+    };
+    let generation = match write(&prompt) {
         Err(modelmux::adapters::AdapterError::InvalidRequest { reason, .. }) => {
             log.say(&format!(
                 "  the detailed prompt does not fit ({reason}); asking with the gist"
             ));
             prompt = short_prompt(&args.prompt, item);
-            generator.generate(&prompt, &options)
+            write(&prompt)
         }
         other => other,
     }

@@ -434,3 +434,49 @@ fn the_pipeline_fails_fast_when_one_model_cannot_fit_the_budget() {
     assert!(stdout.is_empty(), "{stdout}");
     assert!(stderr.contains("tiny-sd"), "{stderr}");
 }
+
+/// Whether `text` carries what a progress bar draws: carriage returns or terminal escapes.
+fn has_bar_drawing(text: &str) -> bool {
+    text.contains('\r') || text.contains('\u{1b}')
+}
+
+#[test]
+fn piped_output_carries_no_progress_bars() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, stderr) = run_tiny(&[
+        "pipeline",
+        "--prompt",
+        "a red cube on a table",
+        "--count",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        dir.path().to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("prompt: "), "{stdout}");
+    assert!(lines.contains(&"[1/1] generate (seed 0)"), "{stdout}");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("done in ")),
+        "{stdout}"
+    );
+    assert!(!has_bar_drawing(&stdout), "{stdout:?}");
+    assert!(!has_bar_drawing(&stderr), "{stderr:?}");
+
+    // Generated text piped out is the text alone, with nothing drawn beside it.
+    let args = [
+        "generate",
+        "tiny-gpt2",
+        "--prompt",
+        "hello",
+        "--max-new-tokens",
+        "8",
+    ];
+    let (code, text, stderr) = run_tiny(&args);
+    assert_eq!(code, Some(0), "{stderr}");
+    let json = json_of(&[&args[..], &["--json"]].concat());
+    assert_eq!(text, format!("{}\n", json["text"].as_str().expect("text")));
+    assert!(!has_bar_drawing(&stderr), "{stderr:?}");
+}
