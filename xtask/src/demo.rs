@@ -128,8 +128,9 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         )
     })?;
     eprintln!("\nsteps:");
+    let width = times.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     for (name, t) in &times {
-        eprintln!("  {:<40} {:>8.1} s", name, t.as_secs_f64());
+        eprintln!("  {name:<width$} {:>8.1} s", t.as_secs_f64());
     }
     eprintln!(
         "demo finished in {:.1} s; report {}, summary {}",

@@ -22,16 +22,16 @@ const TICK: Duration = Duration::from_millis(120);
 
 /// A bar: its label, the bar, the count of `unit`s, the elapsed time and the message.
 fn bar_template(unit: &str) -> String {
-    format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed:>4}} {{msg}}")
+    format!("{{prefix}} [{{bar:20}}] {{pos}}/{{len}} {unit} {{elapsed:>3}} {{msg}}")
 }
 
 /// A counter: a spinner, its label, the count of `unit`s so far, the elapsed time, the message.
 fn counter_template(unit: &str) -> String {
-    format!("{{spinner}} {{prefix}} {{pos}} {unit} {{elapsed:>4}} {{msg}}")
+    format!("{{spinner}} {{prefix}} {{pos}} {unit} {{elapsed:>3}} {{msg}}")
 }
 
 /// A model load: a spinner, the model and the elapsed time.
-const LOADING_TEMPLATE: &str = "{spinner} loading {prefix} {elapsed:>4}";
+const LOADING_TEMPLATE: &str = "{spinner} loading {prefix} {elapsed:>3}";
 
 /// The bars of one command, stacked in the order they were made.
 #[derive(Debug, Clone)]
