@@ -103,7 +103,7 @@ pub(crate) async fn metadata(
 
 /// Triton's name for an OIP datatype in a model configuration (`TYPE_FP32`; BYTES is
 /// `TYPE_STRING`; a type modelmux does not exchange is `TYPE_INVALID`).
-pub(crate) fn config_datatype(datatype: &str) -> &'static str {
+fn config_datatype(datatype: &str) -> &'static str {
     match datatype {
         "BOOL" => "TYPE_BOOL",
         "UINT8" => "TYPE_UINT8",
@@ -118,7 +118,7 @@ pub(crate) fn config_datatype(datatype: &str) -> &'static str {
 
 /// The backend of a model's configuration: ONNX Runtime for tensor models, modelmux's family
 /// adapters for the others.
-pub(crate) fn backend(kind: Kind) -> &'static str {
+fn backend(kind: Kind) -> &'static str {
     match kind {
         Kind::Tensor => "onnxruntime",
         _ => "modelmux",
