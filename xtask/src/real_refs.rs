@@ -26,7 +26,10 @@ pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
     let script = root.join("xtask/python/lm_goldens.py");
     let extras = root.join(EXTRAS);
     let mut hasher = Sha256::new();
-    hasher.update(crate::fixtures::exporters_key(root, &[script.clone(), extras.clone()])?);
+    hasher.update(crate::fixtures::exporters_key(
+        root,
+        &[script.clone(), extras.clone()],
+    )?);
     let mut specs = Vec::new();
     for (id, mode) in MODELS {
         let spec = catalog.get(id).map_err(|e| anyhow::anyhow!("{e}"))?.clone();
@@ -71,8 +74,23 @@ pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
         std::fs::write(&stamp, &key)?;
     }
     std::fs::create_dir_all(fixtures)?;
-    std::fs::write(fixtures.join("real-exports.path"), dir.display().to_string())?;
+    std::fs::write(
+        fixtures.join("real-exports.path"),
+        dir.display().to_string(),
+    )?;
     Ok(())
+}
+
+/// The exports folder `run` made (named by the fixtures folder's `real-exports.path`).
+pub(crate) fn exports_dir(fixtures: &Path) -> anyhow::Result<PathBuf> {
+    let pointer = fixtures.join("real-exports.path");
+    let text = std::fs::read_to_string(&pointer).with_context(|| {
+        format!(
+            "cannot read {}; `cargo xtask real-refs` writes it",
+            pointer.display()
+        )
+    })?;
+    Ok(PathBuf::from(text.trim()))
 }
 
 /// The pinned extras installed (without dependencies) into `<cache>/lm-golden-extras/<hash>`, once.
