@@ -12,13 +12,15 @@ as the catalog's `embedding: { pooling: mean, normalize: true }` asks of modelmu
 Thread settings, as close as the two servers allow: onnxruntime's defaults on both sides (intra-op
 threads = one per core, sequential execution); `predict` is async and runs tokenization and the
 session on the event loop's default thread pool, so concurrent requests overlap the way modelmux's
-two session instances do (onnxruntime releases the GIL while it runs). One uvicorn worker, gRPC off;
-KServe's Python server has no dynamic batching of its own, so each request is one session run.
+two session instances do (onnxruntime releases the GIL while it runs). One uvicorn worker, gRPC off,
+no per-request log lines; KServe's Python server has no dynamic batching of its own, so each
+request is one session run.
 Outputs are binary when the request asks for them (`binary_data_output`, or per output
 `binary_data`), JSON otherwise, as KServe's encoder decides.
 """
 
 import asyncio
+import logging
 import sys
 import uuid
 from pathlib import Path
@@ -82,7 +84,11 @@ def main():
     export_dir, port = Path(sys.argv[1]), int(sys.argv[2])
     max_length = int(sys.argv[3]) if len(sys.argv) > 3 else 256
     model = MiniLM(export_dir, max_length)
-    kserve.ModelServer(http_port=port, workers=1, enable_grpc=False).start([model])
+    server = kserve.ModelServer(http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False)
+    # No line per request (KServe's timing trace, uvicorn's access log): modelmux logs none either.
+    for name in ["kserve.trace", "uvicorn.access"]:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    server.start([model])
 
 
 if __name__ == "__main__":
