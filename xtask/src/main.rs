@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod export;
 mod fixtures;
+mod fuzz;
 mod import;
 mod kserve;
 mod lm_goldens;
@@ -46,6 +47,8 @@ tasks:
                   sentence-transformers / transformers references (also part of `fixtures`)
   serve-clients   the pinned PyPI clients (tritonclient, openai) the serve tests drive the server with
   kserve          the pinned kserve 0.21.0 SDK: the serve tests' v2 REST client, the serve bench's baseline
+  fuzz <catalog|manifest|image_decode> [--time SECS] [-- LIBFUZZER_ARGS]
+                  one cargo-fuzz target for SECS (600) on nightly; installs cargo-fuzz if missing
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Some("import") => import::run(&root, &flags),
         Some("demo") => demo::run(&root, &flags),
         Some("bench") => bench::run(&root, &flags),
+        Some("fuzz") => fuzz::run(&root, &flags),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
