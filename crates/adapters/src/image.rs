@@ -431,6 +431,10 @@ fn resize_u8(
     (out_w, out_h): (usize, usize),
     filter: Filter,
 ) -> Vec<u8> {
+    if out_w == 0 || out_h == 0 {
+        // No pixels to compute; the passes below cannot split rows of zero width.
+        return Vec::new();
+    }
     if filter == Filter::Nearest {
         return resize_nearest(src, (width, height), channels, (out_w, out_h));
     }
@@ -619,6 +623,14 @@ impl ImageProcessor {
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let json: ProcessorJson = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        for (name, size) in [("size", &json.size), ("crop_size", &json.crop_size)] {
+            let sides = size
+                .iter()
+                .flat_map(|s| [s.shortest_edge, s.height, s.width]);
+            if sides.flatten().any(|side| side == 0) {
+                return Err(bad(format!("`{name}` has a side of 0 pixels")));
+            }
+        }
         let is_efficientnet = json
             .image_processor_type
             .as_deref()
@@ -899,6 +911,51 @@ mod tests {
     fn identity_resize_keeps_pixels() {
         let src: Vec<u8> = (0..(4 * 3 * 3)).map(|v| v as u8).collect();
         assert_eq!(resize_u8(&src, (4, 3), 3, (4, 3), Filter::Bicubic), src);
+    }
+
+    /// Found by the image_decode fuzz target (fuzz/corpus/image_decode/regression-*): a
+    /// resize to zero width split rows into chunks of zero bytes, which panics.
+    #[test]
+    fn resize_to_no_pixels_is_empty() {
+        let src: Vec<u8> = (0..(4 * 3 * 3)).map(|v| v as u8).collect();
+        for filter in (0..6).filter_map(Filter::from_pil) {
+            for out in [(0, 3), (4, 0), (0, 0), (0, 7), (9, 0)] {
+                assert!(
+                    resize_u8(&src, (4, 3), 3, out, filter).is_empty(),
+                    "{filter:?} {out:?}"
+                );
+            }
+        }
+        let image = Image::from_rgb8(4, 3, src).unwrap();
+        let processor = ImageProcessor {
+            resize: Some(ResizeTo::ShortestEdge(0)),
+            filter: Filter::Bicubic,
+            crop: None,
+            rescale_factor: Some(1.0 / 255.0),
+            rescale_offset: false,
+            mean: None,
+            std: None,
+            include_top: false,
+        };
+        assert_eq!(processor.resize_and_crop(&image), (0, 0, Vec::new()));
+    }
+
+    #[test]
+    fn zero_sizes_in_a_processor_config_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("preprocessor_config.json");
+        for config in [
+            r#"{"size": {"shortest_edge": 0}}"#,
+            r#"{"size": {"height": 224, "width": 0}}"#,
+            r#"{"size": {"shortest_edge": 224}, "do_center_crop": true, "crop_size": {"height": 0, "width": 224}}"#,
+        ] {
+            std::fs::write(&path, config).unwrap();
+            let err = ImageProcessor::from_config_file("m", &path).unwrap_err();
+            assert!(
+                matches!(&err, AdapterError::BadFile { reason, .. } if reason.contains("side of 0")),
+                "{config}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -775,6 +775,25 @@ impl Validator<'_> {
                 );
             }
         }
+        // An image resized or cropped to no pixels has nothing for the model to read.
+        if let Some(pre) = &p.preprocessing {
+            for (name, size) in [
+                ("resize_shortest_edge", pre.resize_shortest_edge),
+                ("crop_size", pre.crop_size),
+            ] {
+                if size == Some(0) {
+                    let mut path = at.to_vec();
+                    path.extend(["preprocessing", name].map(|k| Seg::Key(k.to_owned())));
+                    self.error(
+                        &path,
+                        CatalogErrorKind::InvalidValue {
+                            field: format!("params.preprocessing.{name}"),
+                            reason: "must be at least 1 pixel".into(),
+                        },
+                    );
+                }
+            }
+        }
     }
 
     fn batching(&mut self, doc: Option<&BatchingDoc>, at: &[Seg]) -> Batching {
