@@ -548,6 +548,31 @@ fn invalid_values() {
     assert_eq!((line, column), (1, 18));
 }
 
+/// A zero size reached the image resampler, which panicked on it (found by the image_decode
+/// fuzz target); the catalog now refuses it where it is written.
+#[test]
+fn zero_preprocessing_sizes_are_errors() {
+    for (line, column, name) in [
+        (
+            "        preprocessing: { resize_shortest_edge: 0 }\n",
+            48,
+            "resize_shortest_edge",
+        ),
+        (
+            "        preprocessing: { crop_size: 0, resize_shortest_edge: 224 }\n",
+            37,
+            "crop_size",
+        ),
+    ] {
+        let (at_line, at_column, kind) = one_error(&clip_entry(&format!("      params:\n{line}")));
+        assert_eq!((at_line, at_column), (8, column), "{kind:?}");
+        assert!(
+            matches!(&kind, CatalogErrorKind::InvalidValue { field, .. } if *field == format!("params.preprocessing.{name}")),
+            "{kind:?}"
+        );
+    }
+}
+
 #[test]
 fn parameter_sections_must_fit_the_architecture() {
     let text = "models:\n  lm:\n    m:\n      version: 1.0.0\n      architecture: bert\n      source: x\n      params:\n        scheduler: { kind: ddim }\n";
@@ -1181,6 +1206,30 @@ fn an_export_without_onnx_files_misses_the_required_outputs() {
         "minilm@1.0.0",
         FindingKind::MissingIo,
     );
+}
+
+/// Found by the manifest fuzz target (fuzz/corpus/manifest/regression-float-roundtrip.json):
+/// serde_json's default float parsing is off by an ulp on some 17-digit numbers, so writing a
+/// manifest that was read changed its numbers; parsing is now correctly rounded.
+#[test]
+fn manifest_numbers_survive_a_write_and_a_read() {
+    let text = r#"{"manifest_version": 1, "id": "m", "version": "1.0.0", "source": {"uri": "x"},
+        "files": [], "validation": {"atol": 22.106864013671875, "max_abs_error": 0.1},
+        "extra": {"height_range": 22.106864013671875}}"#;
+    let path = Path::new("manifest.json");
+    let manifest = Manifest::from_slice(text.as_bytes(), path).unwrap();
+    assert_eq!(
+        manifest.extra["height_range"].as_f64(),
+        Some(22.106864013671875)
+    );
+    assert_eq!(
+        manifest.validation.as_ref().unwrap().atol,
+        22.106864013671875
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join(MANIFEST_FILE);
+    manifest.write(&written).unwrap();
+    assert_eq!(Manifest::read(&written).unwrap(), Some(manifest));
 }
 
 #[test]
