@@ -32,6 +32,9 @@ impl std::fmt::Debug for Image {
     }
 }
 
+/// The most pixels an image may have by default, decoded or resized (64 Mi: 192 MiB of RGB).
+const MAX_PIXELS: u64 = 64 * 1024 * 1024;
+
 /// Limits applied while decoding, so a small file cannot expand into gigabytes
 /// (decompression bombs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +53,7 @@ impl Default for DecodeLimits {
     fn default() -> Self {
         Self {
             max_side: 16_384,
-            max_pixels: 64 * 1024 * 1024,
+            max_pixels: MAX_PIXELS,
             max_alloc: 1 << 30,
         }
     }
@@ -859,6 +862,19 @@ impl ImageProcessor {
                     ),
                 });
             }
+            // A long thin image resized by its shortest edge grows along the other: 16 384×1
+            // pixels to CLIP's 224 would be 822 million pixels (2.4 GB) from a tiny file.
+            let (rh, rw) = self.resized_size(image.height, image.width);
+            if u64::from(rh) * u64::from(rw) > MAX_PIXELS {
+                return Err(AdapterError::InvalidRequest {
+                    model: model.to_owned(),
+                    reason: format!(
+                        "a {}×{} image would be resized to {rw}×{rh}, over {MAX_PIXELS} pixels; \
+                         crop it closer to a square first",
+                        image.width, image.height
+                    ),
+                });
+            }
             self.write_chw(image, &mut data);
         }
         Array4::from_shape_vec((images.len(), 3, h as usize, w as usize), data).map_err(|e| {
@@ -938,6 +954,31 @@ mod tests {
             include_top: false,
         };
         assert_eq!(processor.resize_and_crop(&image), (0, 0, Vec::new()));
+    }
+
+    #[test]
+    fn a_resize_over_the_pixel_limit_is_an_error() {
+        let processor = ImageProcessor {
+            resize: Some(ResizeTo::ShortestEdge(224)),
+            filter: Filter::Bicubic,
+            crop: Some((224, 224)),
+            rescale_factor: Some(1.0 / 255.0),
+            rescale_offset: false,
+            mean: None,
+            std: None,
+            include_top: false,
+        };
+        let strip = Image::from_rgb8(16_384, 1, vec![0; 16_384 * 3]).unwrap();
+        let err = processor.pixel_values("m", &[strip]).unwrap_err();
+        assert!(
+            matches!(&err, AdapterError::InvalidRequest { reason, .. } if reason.contains("3670016×224")),
+            "{err}"
+        );
+        let wide = Image::from_rgb8(100, 10, vec![0; 100 * 10 * 3]).unwrap();
+        assert_eq!(
+            processor.pixel_values("m", &[wide]).unwrap().shape(),
+            [1, 3, 224, 224]
+        );
     }
 
     #[test]
