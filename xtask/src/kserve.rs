@@ -19,20 +19,21 @@ pub(crate) const POINTER: &str = "kserve.python";
 /// Makes (or reuses) the environment and writes `out/kserve.python`; returns the Python.
 pub(crate) fn run(root: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     let python = crate::python::environment("kserve", &root.join(REQUIREMENTS))?;
-    let pointer = out.join(POINTER);
-    let recorded = std::fs::read_to_string(&pointer).unwrap_or_default();
-    if recorded.trim() != python.display().to_string() {
-        // The environment is installed with --no-deps: a module missing from the lock file
-        // shows here, once per environment, rather than in the middle of a test or a bench.
+    // The environment is installed with --no-deps: a module missing from the lock file shows
+    // here, once per environment (the mark lives inside it), rather than in a test or a bench.
+    let checked = python.with_file_name(".imports-checked");
+    if !checked.exists() {
         run_command(Command::new(&python).args([
             "-c",
             "import kserve, kserve.protocol.rest.v2_datamodels, onnxruntime, tokenizers, uvicorn",
         ]))
         .with_context(|| format!("{REQUIREMENTS} misses a module kserve imports"))?;
-        std::fs::create_dir_all(out)?;
-        std::fs::write(&pointer, python.display().to_string())
-            .with_context(|| format!("cannot write {}", pointer.display()))?;
+        std::fs::write(&checked, "")?;
     }
+    std::fs::create_dir_all(out)?;
+    let pointer = out.join(POINTER);
+    std::fs::write(&pointer, python.display().to_string())
+        .with_context(|| format!("cannot write {}", pointer.display()))?;
     eprintln!("kserve environment ready: {}", python.display());
     Ok(python)
 }
