@@ -134,7 +134,9 @@ impl Image {
             return Err(decode_err(&"not a PNG, JPEG or WebP file"));
         }
         // The header is checked against the limits before any pixel is decoded.
-        let (width, height) = reader()?.into_dimensions().map_err(|e| decode_err(&e))?;
+        let (width, height) = unpanicked(name, || {
+            reader()?.into_dimensions().map_err(|e| decode_err(&e))
+        })??;
         check_size(name, width, height, limits)?;
         let mut image_limits = image::Limits::default();
         image_limits.max_image_width = Some(limits.max_side);
@@ -142,7 +144,7 @@ impl Image {
         image_limits.max_alloc = Some(limits.max_alloc);
         let mut reader = reader()?;
         reader.limits(image_limits);
-        let decoded = reader.decode().map_err(|e| match e {
+        let decoded = unpanicked(name, move || reader.decode())?.map_err(|e| match e {
             image::ImageError::Limits(_) => ImageError::TooLarge {
                 source_name: name.to_owned(),
                 width,
@@ -236,6 +238,24 @@ impl Image {
     pub fn as_rgb(&self) -> &[u8] {
         &self.rgb
     }
+}
+
+/// Runs a call into the `image` crate's decoders, turning a panic into a decode error: some
+/// decoders assert on malformed files (zune-jpeg 0.5.15 in its AVX2 upsampler on certain
+/// progressive JPEGs; fuzz/corpus/image_decode/regression-jpeg-upsampler-panic.jpg). Nothing
+/// the call touched outlives it, so unwinding out of it leaves no broken state behind.
+fn unpanicked<T>(name: &str, call: impl FnOnce() -> T) -> Result<T, ImageError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        ImageError::Decode {
+            source_name: name.to_owned(),
+            reason: format!("the decoder failed: {message}"),
+        }
+    })
 }
 
 fn check_size(name: &str, width: u32, height: u32, limits: DecodeLimits) -> Result<(), ImageError> {
@@ -997,6 +1017,22 @@ mod tests {
                 "{config}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_decoder_panic_is_a_decode_error() {
+        let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus/image_decode/regression-jpeg-upsampler-panic.jpg");
+        let bytes = std::fs::read(seed).unwrap();
+        let err = Image::decode(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, ImageError::Decode { reason, .. } if reason.starts_with("the decoder failed")),
+            "{err}"
+        );
+        assert!(matches!(
+            unpanicked("x", || panic!("boom")),
+            Err(ImageError::Decode { reason, .. }) if reason == "the decoder failed: boom"
+        ));
     }
 
     #[test]
