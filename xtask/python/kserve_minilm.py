@@ -1,9 +1,11 @@
-"""KServe's own Python model server on the MiniLM export: the baseline of
+"""KServe's own Python model server on the text-encoder exports the serve bench runs (MiniLM and
+the tiny fixture encoder): the baseline of
 `cargo bench -p modelmux-server --bench serve` (started by the bench as a child process).
 
-Usage: kserve_minilm.py <exports/minilm/1.0.0> <http port> [<max_length>]
+Usage: kserve_minilm.py <http port> <name> <export dir> <max_length> [<name> <export dir> <max_length> ...]
 
-A `kserve.Model` named `minilm` with the same Open Inference Protocol v2 signature as
+One `kserve.Model` per (name, export) — the bench serves `minilm` and the tiny fixture encoder
+`tiny-bert` — each with the same Open Inference Protocol v2 signature as
 `modelmux serve`'s text encoders: BYTES `text` [n] in, FP32 `embedding` [n, d] out. It tokenizes
 with `tokenizers` (the export's tokenizer.json, truncation at max_length, padding to the longest),
 runs the export's model.onnx on onnxruntime's CPU provider and mean-pools then L2-normalizes,
@@ -34,9 +36,9 @@ from kserve import InferOutput, InferRequest, InferResponse
 from kserve.errors import InvalidInput
 
 
-class MiniLM(kserve.Model):
-    def __init__(self, export_dir: Path, max_length: int):
-        super().__init__("minilm")
+class Encoder(kserve.Model):
+    def __init__(self, name: str, export_dir: Path, max_length: int):
+        super().__init__(name)
         self.export_dir = export_dir
         self.max_length = max_length
         self.load()
@@ -66,7 +68,7 @@ class MiniLM(kserve.Model):
     async def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
         text = payload.get_input_by_name("text")
         if text is None or text.datatype != "BYTES":
-            raise InvalidInput("minilm takes one BYTES input `text`")
+            raise InvalidInput(f"{self.name} takes one BYTES input `text`")
         texts = [t.decode() if isinstance(t, bytes) else str(t) for t in text.as_numpy().ravel()]
         embeddings = await asyncio.get_running_loop().run_in_executor(None, self.embed, texts)
         # KServe's encoder turns the array into binary or JSON data, as the request asked.
@@ -81,14 +83,13 @@ class MiniLM(kserve.Model):
 
 
 def main():
-    export_dir, port = Path(sys.argv[1]), int(sys.argv[2])
-    max_length = int(sys.argv[3]) if len(sys.argv) > 3 else 256
-    model = MiniLM(export_dir, max_length)
+    port, specs = int(sys.argv[1]), sys.argv[2:]
+    models = [Encoder(specs[i], Path(specs[i + 1]), int(specs[i + 2])) for i in range(0, len(specs), 3)]
     server = kserve.ModelServer(http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False)
     # No line per request (KServe's timing trace, uvicorn's access log): modelmux logs none either.
     for name in ["kserve.trace", "uvicorn.access"]:
         logging.getLogger(name).setLevel(logging.WARNING)
-    server.start([model])
+    server.start(models)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,22 @@
 //! `modelmux serve` against the same encoder in-process and against KServe's own Python model
-//! server, on MiniLM embeddings with 16 concurrent clients, side by side in one run.
+//! server, on MiniLM embeddings with 16 concurrent clients, side by side in one run; and the two
+//! servers on the tiny fixture encoder `tiny-bert`, whose model costs next to nothing, so that
+//! their own per-request overhead shows.
 //!
 //! `cargo bench -p modelmux-server --bench serve` (needs `cargo xtask export minilm` and
-//! `cargo xtask kserve`). One load generator, here in Rust, drives every side: 16 client threads,
-//! each with its own keep-alive connection, sending the same Open Inference Protocol v2 REST
-//! requests (BYTES `text` as JSON; outputs as Triton's binary data, `binary_data_output`, or as
+//! `cargo xtask fixtures`, which makes `tiny-bert` and the kserve environment). One load
+//! generator, here in Rust, drives every side: 16 client threads, each with its own keep-alive
+//! connection, sending the same Open Inference Protocol v2 REST requests (BYTES `text` as JSON; outputs as Triton's binary data, `binary_data_output`, or as
 //! JSON). The sides:
 //! - `in-process`: `TextEncoder::embed` on 16 threads, no HTTP;
 //! - `http-binary` / `http-json`: `modelmux serve` on 127.0.0.1, outputs binary / JSON;
-//! - `kserve-binary`: `xtask/python/kserve_minilm.py`, a `kserve.Model` on KServe's `ModelServer`
-//!   (tokenizers + onnxruntime CPU, mean pooling), started here as a child process.
+//! - `kserve-binary`: `xtask/python/kserve_minilm.py`, a `kserve.Model` per encoder on KServe's
+//!   `ModelServer` (tokenizers + onnxruntime CPU, mean pooling), started here as a child process.
 //!
 //! Both servers run onnxruntime's CPU defaults (intra-op threads = one per core); modelmux as its
-//! catalog says (two session instances, dynamic batching up to 64 rows or 2 ms), KServe with one
-//! session run per request on its event loop's thread pool (it has no batching of its own) and
-//! per-request logging off. Each side is measured in rounds whose order alternates, so a drift
+//! catalog says (MiniLM: two session instances, dynamic batching up to 64 rows or 2 ms;
+//! tiny-bert: one instance, no batching), KServe with one session run per request on its event
+//! loop's thread pool (it has no batching of its own) and per-request logging off. Each side is measured in rounds whose order alternates, so a drift
 //! of the shared machine falls on every side alike; a rate is completions between the first and
 //! last completion of a window (no rounding to whole requests). Prints every round, then lines
 //! `compare <key> ours <rate> baseline <rate> requests/s` that `cargo xtask bench` reads.
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use modelmux::adapters::lm::TextEncoder;
 use modelmux::registry::Catalog;
-use modelmux::{ManagerOptions, ModelManager};
+use modelmux::{Lease, ManagerOptions, ModelManager};
 use modelmux_server::{ServeLoader, Server, ServerOptions};
 use serde_json::json;
 
@@ -112,7 +114,7 @@ fn binary_embeddings(url: &str, body: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// KServe's `ModelServer` on the MiniLM export, a child process killed on drop.
+/// KServe's `ModelServer` on the bench's encoders, a child process killed on drop.
 struct KServe {
     child: Child,
     log: PathBuf,
@@ -120,13 +122,10 @@ struct KServe {
 }
 
 impl KServe {
-    /// Starts `kserve_minilm.py` in the environment `cargo xtask kserve` made and waits until
-    /// the model is ready.
-    fn start(root: &Path, export: &Path, max_length: u32) -> Self {
-        let fixtures = std::env::var_os("MODELMUX_FIXTURES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/modelmux-fixtures"));
-        let pointer = fixtures.join("kserve.python");
+    /// Starts `kserve_minilm.py` in the environment `cargo xtask kserve` made with one model per
+    /// `(name, export folder, max_length)` and waits until every model is ready.
+    fn start(root: &Path, models: &[(&str, PathBuf, u32)]) -> Self {
+        let pointer = fixtures(root).join("kserve.python");
         let python = match std::fs::read_to_string(&pointer).map(|p| PathBuf::from(p.trim())) {
             Ok(python) if python.exists() => python,
             _ => panic!(
@@ -140,11 +139,14 @@ impl KServe {
             .port();
         let log = std::env::temp_dir().join(format!("modelmux-serve-bench-kserve-{port}.log"));
         let file = std::fs::File::create(&log).expect("the KServe log file");
-        let child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg(root.join("xtask/python/kserve_minilm.py"))
-            .arg(export)
-            .arg(port.to_string())
-            .arg(max_length.to_string())
+            .arg(port.to_string());
+        for (name, export, max_length) in models {
+            command.arg(name).arg(export).arg(max_length.to_string());
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
@@ -195,6 +197,7 @@ impl Drop for KServe {
 /// The sides of one batch size, measured in `rounds` rounds of alternating order; returns each
 /// side's mean rate.
 fn compare(
+    label: &str,
     batch: usize,
     sides: &[(&str, Work)],
     rounds: usize,
@@ -210,7 +213,7 @@ fn compare(
         for i in order {
             let rate = measure(&sides[i].1, warmup, window);
             println!(
-                "{batch:<6} {:<14} round {round}  {rate:>10.2} requests/s  {:>10.1} texts/s",
+                "{label:<13} {:<14} round {round}  {rate:>10.2} requests/s  {:>10.1} texts/s",
                 sides[i].0,
                 rate * batch as f64
             );
@@ -223,14 +226,31 @@ fn compare(
         .collect()
 }
 
-fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let catalog = Catalog::load(&root.join("models.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    let spec = catalog
-        .get("minilm")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .clone();
-    let export = spec.export_dir(&catalog.exports_dir());
+/// The folder `cargo xtask fixtures` fills: `$MODELMUX_FIXTURES`, else `target/modelmux-fixtures`.
+fn fixtures(root: &Path) -> PathBuf {
+    std::env::var_os("MODELMUX_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/modelmux-fixtures"))
+}
+
+/// A text encoder of `catalog`, in-process and behind `modelmux serve` on 127.0.0.1:0 (on `rt`),
+/// with what KServe needs to serve the same export: (name, export folder, max_length).
+struct Encoder {
+    id: &'static str,
+    encoder: Lease<Arc<dyn TextEncoder>>,
+    url: String,
+    kserve: (&'static str, PathBuf, u32),
+}
+
+fn encoder(
+    rt: &tokio::runtime::Runtime,
+    catalog: Catalog,
+    exports: Option<PathBuf>,
+    id: &'static str,
+    hint: &str,
+) -> Encoder {
+    let spec = catalog.get(id).unwrap_or_else(|e| panic!("{e}")).clone();
+    let exports = exports.unwrap_or_else(|| catalog.exports_dir());
     let max_length = spec
         .params
         .tokenizer
@@ -239,27 +259,66 @@ fn main() {
         .unwrap_or(512);
     let mut options = ManagerOptions::local();
     options.loader = Arc::new(ServeLoader);
+    options.exports_dir = Some(exports.clone());
     let manager = ModelManager::new(catalog, options);
-    let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let encoder = rt
-        .block_on(manager.get_model::<Arc<dyn TextEncoder>>("minilm"))
-        .unwrap_or_else(|e| panic!("{e} (run `cargo xtask export minilm`)"));
-    let server = Server::new(manager.clone(), ServerOptions::default());
+        .block_on(manager.get_model::<Arc<dyn TextEncoder>>(id))
+        .unwrap_or_else(|e| panic!("{e} (run `{hint}`)"));
     let listener = rt
         .block_on(modelmux_server::bind("127.0.0.1", 0))
         .expect("bind");
     let address = listener.local_addr().expect("address");
+    let server = Server::new(manager, ServerOptions::default());
     rt.spawn(server.serve(listener, std::future::pending()));
-    let ours = format!("http://{address}/v2/models/minilm/infer");
-    let kserve = KServe::start(&root, &export, max_length);
-    let theirs = format!("{}/v2/models/minilm/infer", kserve.base);
+    Encoder {
+        id,
+        encoder,
+        url: format!("http://{address}/v2/models/{id}/infer"),
+        kserve: (id, spec.export_dir(&exports), max_length),
+    }
+}
 
-    println!("minilm embeddings, {CLIENTS} concurrent clients; requests/s per side and round");
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let load = |path: PathBuf| Catalog::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let minilm = encoder(
+        &rt,
+        load(root.join("models.yaml")),
+        None,
+        "minilm",
+        "cargo xtask export minilm",
+    );
+    let tiny = encoder(
+        &rt,
+        load(root.join("tests/data/tiny-models.yaml")),
+        Some(fixtures(&root).join("tiny/exports")),
+        "tiny-bert",
+        "cargo xtask fixtures",
+    );
+    let kserve = KServe::start(&root, &[minilm.kserve.clone(), tiny.kserve.clone()]);
+
+    println!("text embeddings, {CLIENTS} concurrent clients; requests/s per side and round");
     let mut results = Vec::new();
-    for (batch, rounds, warmup, window) in [
-        (1usize, 3, Duration::from_secs(1), Duration::from_secs(4)),
-        (32, 3, Duration::from_secs(4), Duration::from_secs(12)),
+    for (model, batch, rounds, warmup, window) in [
+        (
+            &minilm,
+            1usize,
+            3,
+            Duration::from_secs(1),
+            Duration::from_secs(4),
+        ),
+        (
+            &minilm,
+            32,
+            3,
+            Duration::from_secs(4),
+            Duration::from_secs(12),
+        ),
+        (&tiny, 1, 3, Duration::from_secs(1), Duration::from_secs(3)),
     ] {
+        let id = model.id;
+        let theirs = format!("{}/v2/models/{id}/infer", kserve.base);
         let texts: Vec<String> = (0..batch)
             .map(|i| format!("sentence number {i} about serving many models on scarce memory"))
             .collect();
@@ -274,8 +333,8 @@ fn main() {
 
         // Both servers must compute what the encoder computes in-process.
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let direct: Vec<f32> = encoder.embed(&refs).expect("embeddings").concat();
-        for (who, url) in [("modelmux serve", &ours), ("kserve", &theirs)] {
+        let direct: Vec<f32> = model.encoder.embed(&refs).expect("embeddings").concat();
+        for (who, url) in [("modelmux serve", &model.url), ("kserve", &theirs)] {
             let served = binary_embeddings(url, &binary_body);
             assert_eq!(served.len(), direct.len(), "{who}: embedding size");
             let gap = served
@@ -283,15 +342,15 @@ fn main() {
                 .zip(&direct)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            println!("check  batch {batch}: {who} max |Δ| vs in-process {gap:.2e}");
+            println!("check  {id} batch {batch}: {who} max |Δ| vs in-process {gap:.2e}");
             assert!(
                 gap < 1e-4,
-                "{who} computes other embeddings (max |Δ| {gap})"
+                "{who} computes other {id} embeddings (max |Δ| {gap})"
             );
         }
 
         let in_process: Work = {
-            let encoder = encoder.clone();
+            let encoder = model.encoder.clone();
             let texts = texts.clone();
             Arc::new(move || {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -304,32 +363,37 @@ fn main() {
                 post(&url, &body);
             })
         };
-        let mut sides = vec![
-            ("in-process", in_process),
-            ("http-binary", over_http(&ours, &binary_body)),
-            ("http-json", over_http(&ours, &json_body)),
-        ];
+        // MiniLM: HTTP against in-process at both batch sizes, KServe at batch 1; tiny-bert,
+        // whose model costs next to nothing, shows the two servers' own overhead.
+        let mut sides = vec![("http-binary", over_http(&model.url, &binary_body))];
+        if id == "minilm" {
+            sides.push(("in-process", in_process));
+            sides.push(("http-json", over_http(&model.url, &json_body)));
+        }
         if batch == 1 {
             sides.push(("kserve-binary", over_http(&theirs, &binary_body)));
         }
-        let means = compare(batch, &sides, rounds, warmup, window);
-        let mean = |name: &str| means[sides.iter().position(|s| s.0 == name).expect("a side")];
-        results.push((
-            format!("http-binary-b{batch}"),
-            mean("http-binary"),
-            mean("in-process"),
-        ));
-        results.push((
-            format!("http-json-b{batch}"),
-            mean("http-json"),
-            mean("in-process"),
-        ));
-        if batch == 1 {
-            results.push((
-                "kserve-b1".to_owned(),
-                mean("http-binary"),
-                mean("kserve-binary"),
-            ));
+        let means = compare(
+            &format!("{id} {batch}"),
+            batch,
+            &sides,
+            rounds,
+            warmup,
+            window,
+        );
+        let mean = |name: &str| sides.iter().position(|s| s.0 == name).map(|i| means[i]);
+        let http = mean("http-binary").expect("http-binary");
+        if let (Some(json), Some(direct)) = (mean("http-json"), mean("in-process")) {
+            results.push((format!("http-binary-b{batch}"), http, direct));
+            results.push((format!("http-json-b{batch}"), json, direct));
+        }
+        if let Some(theirs) = mean("kserve-binary") {
+            let key = if id == "minilm" {
+                "kserve-b1"
+            } else {
+                "kserve-tiny-b1"
+            };
+            results.push((key.to_owned(), http, theirs));
         }
     }
     for (key, ours, baseline) in results {
@@ -339,5 +403,4 @@ fn main() {
         );
     }
     drop(kserve);
-    drop(encoder);
 }
