@@ -2,7 +2,7 @@
 //!
 //! A missing prerequisite fails the test with the command that provides it; nothing is skipped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use modelmux_runtime_ort::Runtime;
 
@@ -32,4 +32,38 @@ pub fn runtime() -> &'static Runtime {
         Ok(runtime) => runtime,
         Err(e) => panic!("{e}\n(`cargo xtask test` sets ONNX Runtime up before running the tests)"),
     }
+}
+
+/// Runs `xtask/python/<script>` with `args` in a pinned Python environment — the interpreter the
+/// fixture file `pointer` names, written by `cargo xtask <task>` — and returns what the script
+/// printed: one JSON object.
+pub fn run_pinned_script(
+    pointer: &str,
+    task: &str,
+    script: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let pointer = fixtures_dir().join(pointer);
+    let python = match std::fs::read_to_string(&pointer).map(|p| PathBuf::from(p.trim())) {
+        Ok(python) if python.exists() => python,
+        _ => panic!(
+            "{} is missing or names a Python that is gone: run `cargo xtask {task}` (or `cargo xtask fixtures`)",
+            pointer.display()
+        ),
+    };
+    let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../xtask/python")
+        .join(script);
+    let run = std::process::Command::new(&python)
+        .arg(&script_path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        run.status.success(),
+        "{script} failed (`cargo xtask {task}` makes its environment):\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON object ({e})"))
 }

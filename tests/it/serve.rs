@@ -1004,38 +1004,10 @@ fn past_the_concurrency_limit_requests_get_503_or_429_with_retry_after() {
     );
 }
 
-/// The Python of the pinned client environment `cargo xtask serve-clients` makes.
-fn client_python() -> PathBuf {
-    let pointer = modelmux_tests::fixtures_dir().join("serve-clients.python");
-    let path = std::fs::read_to_string(&pointer).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run `cargo xtask serve-clients` (or `cargo xtask fixtures`), which installs the pinned tritonclient and openai clients",
-            pointer.display()
-        )
-    });
-    let python = PathBuf::from(path.trim());
-    assert!(
-        python.exists(),
-        "{} is gone: run `cargo xtask serve-clients`",
-        python.display()
-    );
-    python
-}
-
 /// Runs `xtask/python/<script>` with `args` in the pinned client environment; what it printed
 /// (one JSON object).
 pub(super) fn run_client_script(script: &str, args: &[&str]) -> Value {
-    let run = std::process::Command::new(client_python())
-        .arg(root().join("xtask/python").join(script))
-        .args(args)
-        .output()
-        .expect("the client script runs");
-    assert!(
-        run.status.success(),
-        "{script} failed (`cargo xtask serve-clients` makes the client environment):\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    serde_json::from_slice(&run.stdout).expect("the script prints JSON")
+    modelmux_tests::run_pinned_script("serve-clients.python", "serve-clients", script, args)
 }
 
 #[test]

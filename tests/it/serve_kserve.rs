@@ -15,7 +15,7 @@ use modelmux::registry::Catalog;
 use modelmux::{ManagerOptions, ModelManager};
 use modelmux_runtime_ort::{Inputs, SessionSpec};
 use modelmux_server::{ServeLoader, Server, ServerOptions};
-use modelmux_tests::{fixture, fixtures_dir, runtime};
+use modelmux_tests::{fixture, runtime};
 use ndarray::Array2;
 use serde_json::{Value, json};
 
@@ -100,18 +100,6 @@ fn matmul_catalog(dir: &Path) -> (PathBuf, PathBuf) {
     (catalog, dir.join("exports"))
 }
 
-/// The Python of the pinned environment `cargo xtask kserve` makes, named in the fixtures folder.
-fn kserve_python() -> PathBuf {
-    let pointer = fixtures_dir().join("kserve.python");
-    match std::fs::read_to_string(&pointer).map(|p| PathBuf::from(p.trim())) {
-        Ok(python) if python.exists() => python,
-        _ => panic!(
-            "{} is missing or names a Python that is gone: run `cargo xtask kserve` (or `cargo xtask fixtures`), which installs the pinned kserve 0.21.0 SDK",
-            pointer.display()
-        ),
-    }
-}
-
 fn f32s(value: &Value) -> Vec<f32> {
     value
         .as_array()
@@ -141,7 +129,6 @@ fn assert_error(seen: &Value, status: u16, needle: &str) {
 
 #[test]
 fn kserve_rest_client_sees_the_in_process_results() {
-    let python = kserve_python();
     let tiny = Served::start(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/tiny-models.yaml"),
         &fixture("tiny/exports"),
@@ -150,17 +137,12 @@ fn kserve_rest_client_sees_the_in_process_results() {
     let (catalog, exports) = matmul_catalog(dir.path());
     let matmul = Served::start(&catalog, &exports);
 
-    let run = std::process::Command::new(&python)
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../xtask/python/kserve_client.py"))
-        .args([&tiny.base, &matmul.base])
-        .output()
-        .expect("the client script runs");
-    assert!(
-        run.status.success(),
-        "kserve_client.py failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let seen = modelmux_tests::run_pinned_script(
+        "kserve.python",
+        "kserve",
+        "kserve_client.py",
+        &[&tiny.base, &matmul.base],
     );
-    let seen: Value = serde_json::from_slice(&run.stdout).expect("the script prints JSON");
 
     assert_eq!(seen["live"], true);
     assert_eq!(seen["ready"], true);
