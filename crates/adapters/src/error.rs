@@ -52,3 +52,13 @@ pub enum AdapterError {
     #[error("model {model}: cancelled")]
     Cancelled { model: String },
 }
+
+/// The message a caught panic carried (`panic!` with a literal or a formatted string), for the
+/// errors that report it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}

@@ -246,14 +246,9 @@ impl Image {
 /// the call touched outlives it, so unwinding out of it leaves no broken state behind.
 fn unpanicked<T>(name: &str, call: impl FnOnce() -> T) -> Result<T, ImageError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
         ImageError::Decode {
             source_name: name.to_owned(),
-            reason: format!("the decoder failed: {message}"),
+            reason: format!("the decoder failed: {}", crate::panic_message(&*panic)),
         }
     })
 }

@@ -22,5 +22,5 @@ pub mod specialized;
 pub mod vlm;
 
 pub use crate::context::LoadContext;
-pub use crate::error::AdapterError;
+pub use crate::error::{AdapterError, panic_message};
 pub use crate::load::{Loaded, load};

@@ -45,14 +45,9 @@ impl<T: Send + Sync + 'static> Lease<T> {
     /// and the manager stay usable.
     pub fn call<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, ManagerError> {
         std::panic::catch_unwind(AssertUnwindSafe(|| f(&self.object))).map_err(|payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
             ManagerError::Panicked {
                 model: self.slot.key.0.clone(),
-                message,
+                message: modelmux_adapters::panic_message(&*payload),
             }
         })
     }
