@@ -127,6 +127,14 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
             ),
         }
     }
+    // Everything the benchmarks and their Python baselines need, named for them: the fixtures,
+    // the export environment with sentence-transformers beside it, and the real MiniLM and
+    // SmolLM2 exports (in the cache folder, made by the fixtures' real-weight stage).
+    crate::setup::run(false)?;
+    let fixtures = crate::fixtures::run(root)?;
+    let python = crate::export::environment(root)?;
+    let extras = crate::real_refs::extras_dir(&python, &root.join(crate::real_refs::EXTRAS))?;
+    let exports = crate::real_refs::exports_dir(&fixtures)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut rows = Vec::new();
     let mut problems = Vec::new();
@@ -152,6 +160,10 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         );
         let output = Command::new(&cargo)
             .current_dir(root)
+            .env("MODELMUX_FIXTURES", &fixtures)
+            .env("MODELMUX_PYTHON", &python)
+            .env("MODELMUX_PYTHONPATH", &extras)
+            .env("MODELMUX_EXPORTS", &exports)
             .args([
                 "bench",
                 "-q",
@@ -182,8 +194,9 @@ pub(crate) fn run(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         let found = (bench.read)(&stdout);
         if found.is_empty() {
             problems.push(format!(
-                "{}: no comparison in its output (baseline missing?)",
-                bench.name
+                "{}: no comparison in its output (baseline missing?): {}",
+                bench.name,
+                stdout.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
             ));
         }
         rows.extend(found);

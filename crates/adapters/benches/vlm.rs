@@ -6,9 +6,10 @@
 //! batch 1 and 16 (a 30×30 model, so preprocessing dominates, as it does for real CLIP on a GPU).
 //! Ratios are what to read; absolute rates depend on the machine.
 //!
-//! Run: `cargo bench -p modelmux-adapters --bench vlm` after `cargo xtask fixtures`. The Python
-//! side (`xtask/python/vlm_bench.py`) runs with `$MODELMUX_PYTHON`, else the newest export
-//! environment under `~/.cache/modelmux/venv`; `$MODELMUX_FIXTURES` names the fixtures folder.
+//! Run it through `cargo xtask bench`, which sets up and names everything it needs; by hand,
+//! `cargo bench -p modelmux-adapters --bench vlm` after `cargo xtask fixtures`. The Python side
+//! (`xtask/python/vlm_bench.py`) runs with `$MODELMUX_PYTHON` (the export environment's);
+//! `$MODELMUX_FIXTURES` names the fixtures folder.
 //! A custom harness: the question is a ratio between set-ups run in the same process.
 
 use std::future::Future;
@@ -25,6 +26,8 @@ use modelmux_registry::Catalog;
 use modelmux_runtime_ort::SessionSpec;
 
 /// Each photo this many times.
+mod support;
+
 const REPEAT: usize = 16;
 const PHOTOS: [&str; 5] = [
     "astronaut.jpg",
@@ -59,29 +62,6 @@ fn rate(items: usize, mut work: impl FnMut()) -> f64 {
     let start = Instant::now();
     work();
     items as f64 / start.elapsed().as_secs_f64()
-}
-
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MODELMUX_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("MODELMUX_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/modelmux"),
-        PathBuf::from,
-    );
-    let mut venvs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache.join("venv"))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("export-"))
-        .filter_map(|e| {
-            Some((
-                e.metadata().ok()?.modified().ok()?,
-                e.path().join("bin/python"),
-            ))
-        })
-        .collect();
-    venvs.sort();
-    venvs.pop().map(|(_, p)| p)
 }
 
 fn main() {
@@ -169,7 +149,7 @@ fn python_rates(
     export: &Path,
     paths: &[PathBuf],
 ) -> Result<serde_json::Value, String> {
-    let python = python().ok_or("no Python: set MODELMUX_PYTHON or run `cargo xtask fixtures`")?;
+    let python = support::python()?;
     let out = Command::new(python)
         .arg(root.join("xtask/python/vlm_bench.py"))
         .arg(export)

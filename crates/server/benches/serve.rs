@@ -3,8 +3,9 @@
 //! servers on the tiny fixture encoder `tiny-bert`, whose model costs next to nothing, so that
 //! their own per-request overhead shows.
 //!
-//! `cargo bench -p modelmux-server --bench serve` (needs `cargo xtask export minilm` and
-//! `cargo xtask fixtures`, which makes `tiny-bert` and the kserve environment). One load
+//! `cargo bench -p modelmux-server --bench serve` (needs `cargo xtask export minilm`, or
+//! `$MODELMUX_EXPORTS` naming a folder with it, and `cargo xtask fixtures`, which makes
+//! `tiny-bert` and the kserve environment; `cargo xtask bench` sets both up). One load
 //! generator, here in Rust, drives every side: 16 client threads, each with its own keep-alive
 //! connection, sending the same Open Inference Protocol v2 REST requests (BYTES `text` as JSON; outputs as Triton's binary data, `binary_data_output`, or as
 //! JSON). The sides:
@@ -285,7 +286,7 @@ fn main() {
     let minilm = encoder(
         &rt,
         load(root.join("models.yaml")),
-        None,
+        std::env::var_os("MODELMUX_EXPORTS").map(PathBuf::from),
         "minilm",
         "cargo xtask export minilm",
     );
