@@ -85,6 +85,28 @@ fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Makes the cached folder `dir` once: under its lock, unless `dir/.complete` says it is made,
+/// removes what an interrupted run left, runs `make`, then writes the stamp (`key`). Returns
+/// whether it made the folder now.
+fn make_once(
+    dir: &Path,
+    key: &str,
+    make: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    let stamp = dir.join(".complete");
+    let _lock = lock_cache(dir)?;
+    if stamp.exists() {
+        return Ok(false);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    make()?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&stamp, key)?;
+    Ok(true)
+}
+
 /// Holds an exclusive lock on `<dir>.lock` until the returned file is dropped, so two xtask
 /// commands (a demo and a test run, say) never build the same cached folder at once; the second
 /// waits and then finds it made.

@@ -21,35 +21,36 @@ pub(crate) fn environment(name: &str, requirements: &Path) -> anyhow::Result<Pat
         .join("venv")
         .join(format!("{name}-{}", &hash[..16]));
     let python = dir.join("bin").join("python");
-    let stamp = dir.join(".complete");
-    let _lock = crate::lock_cache(&dir)?;
-    if stamp.exists() && python.exists() {
-        return Ok(python);
-    }
-    if dir.exists() {
-        // A half-made environment from an interrupted run.
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()))?;
-    }
-    eprintln!(
-        "creating the Python environment `{name}` in {} …",
-        dir.display()
-    );
-    run_command(Command::new(interpreter()).args(["-m", "venv"]).arg(&dir))?;
-    run_command(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "-r",
-            ])
-            .arg(requirements),
-    )
-    .with_context(|| format!("cannot install {}", requirements.display()))?;
-    std::fs::write(&stamp, &hash)?;
+    crate::make_once(&dir, &hash, || {
+        eprintln!(
+            "creating the Python environment `{name}` in {} …",
+            dir.display()
+        );
+        run_command(Command::new(interpreter()).args(["-m", "venv"]).arg(&dir))?;
+        pip_install(&python, requirements, None)
+    })?;
     Ok(python)
+}
+
+/// Installs exactly the pins of `requirements` (no dependencies) with `python`'s pip: into its
+/// environment, or with `target` into that folder (put on `PYTHONPATH` to use it).
+pub(crate) fn pip_install(
+    python: &Path,
+    requirements: &Path,
+    target: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut command = Command::new(python);
+    command.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+    ]);
+    if let Some(target) = target {
+        command.arg("--target").arg(target);
+    }
+    run_command(command.arg("-r").arg(requirements))
+        .with_context(|| format!("cannot install {}", requirements.display()))
 }

@@ -6,7 +6,6 @@
 //! `real-exports.path`, the exports folder the tests read.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context;
 use modelmux_registry::Catalog;
@@ -46,16 +45,7 @@ pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
     let dir = modelmux_runtime_ort::cache_dir()
         .join("real-exports")
         .join(&key[..16]);
-    let stamp = dir.join(".complete");
-    let _lock = crate::lock_cache(&dir)?;
-    if stamp.exists() {
-        eprintln!("real-weight references up to date in {}", dir.display());
-    } else {
-        if dir.exists() {
-            // A half-made set from an interrupted run.
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove {}", dir.display()))?;
-        }
+    let made = crate::make_once(&dir, &key, || {
         let python = crate::export::environment(root)?;
         let site = extras_dir(&python, &extras)?;
         let out = dir.display().to_string();
@@ -71,7 +61,10 @@ pub(crate) fn run(root: &Path, fixtures: &Path) -> anyhow::Result<()> {
             )
             .with_context(|| format!("the Python reference of {} failed", spec.key()))?;
         }
-        std::fs::write(&stamp, &key)?;
+        Ok(())
+    })?;
+    if !made {
+        eprintln!("real-weight references up to date in {}", dir.display());
     }
     std::fs::create_dir_all(fixtures)?;
     std::fs::write(
@@ -99,31 +92,8 @@ pub(crate) fn extras_dir(python: &Path, requirements: &Path) -> anyhow::Result<P
     let dir = modelmux_runtime_ort::cache_dir()
         .join("lm-golden-extras")
         .join(&hash[..16]);
-    let stamp = dir.join(".complete");
-    let _lock = crate::lock_cache(&dir)?;
-    if stamp.exists() {
-        return Ok(dir);
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()))?;
-    }
-    run_command(
-        Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg("-r")
-            .arg(requirements),
-    )
-    .with_context(|| format!("cannot install {}", requirements.display()))?;
-    std::fs::write(&stamp, &hash)?;
+    crate::make_once(&dir, &hash, || {
+        crate::python::pip_install(python, requirements, Some(&dir))
+    })?;
     Ok(dir)
 }
