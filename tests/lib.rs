@@ -34,6 +34,19 @@ pub fn runtime() -> &'static Runtime {
     }
 }
 
+/// The path a pointer file in the fixtures folder names (a pinned Python, a folder in the cache),
+/// which must exist; `cargo xtask <task>` writes the pointer and makes what it names.
+pub fn pointed_to(pointer: &str, task: &str) -> PathBuf {
+    let pointer = fixtures_dir().join(pointer);
+    match std::fs::read_to_string(&pointer).map(|p| PathBuf::from(p.trim())) {
+        Ok(path) if path.exists() => path,
+        _ => panic!(
+            "{} is missing or names something that is gone: run `cargo xtask {task}` (or `cargo xtask fixtures`)",
+            pointer.display()
+        ),
+    }
+}
+
 /// Runs `xtask/python/<script>` with `args` in a pinned Python environment — the interpreter the
 /// fixture file `pointer` names, written by `cargo xtask <task>` — and returns what the script
 /// printed: one JSON object.
@@ -43,14 +56,7 @@ pub fn run_pinned_script(
     script: &str,
     args: &[&str],
 ) -> serde_json::Value {
-    let pointer = fixtures_dir().join(pointer);
-    let python = match std::fs::read_to_string(&pointer).map(|p| PathBuf::from(p.trim())) {
-        Ok(python) if python.exists() => python,
-        _ => panic!(
-            "{} is missing or names a Python that is gone: run `cargo xtask {task}` (or `cargo xtask fixtures`)",
-            pointer.display()
-        ),
-    };
+    let python = pointed_to(pointer, task);
     let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../xtask/python")
         .join(script);

@@ -532,18 +532,11 @@ async fn generators_through_the_manager() {
     }
 }
 
-/// The real catalog, an exported model's folder and its `lm-golden.json`; a missing one fails
-/// with the commands that make it.
 /// The real-weight export of `id` and its Python reference, from the folder `cargo xtask fixtures`
 /// exports them into (named by the fixture `real-exports.path`).
 fn real_export(id: &str) -> (Catalog, PathBuf, serde_json::Value) {
     let catalog = Catalog::load(&root().join("models.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    let pointer = fixture("real-exports.path");
-    let exports = PathBuf::from(
-        std::fs::read_to_string(&pointer)
-            .unwrap_or_else(|e| panic!("{}: {e}", pointer.display()))
-            .trim(),
-    );
+    let exports = modelmux_tests::pointed_to("real-exports.path", "real-refs");
     let spec = catalog.get(id).unwrap_or_else(|e| panic!("{e}"));
     let golden = spec.export_dir(&exports).join("lm-golden.json");
     let text = std::fs::read_to_string(&golden).unwrap_or_else(|e| {

@@ -278,6 +278,20 @@ pub(super) fn f32s(value: &Value) -> Vec<f32> {
 }
 
 /// The bytes of a base64 string field.
+/// tiny-sd's pixels for "a red square" (seed 7, 2 steps) in-process, what the image routes
+/// are asked for.
+fn red_square(pipeline: &dyn TextToImage) -> Vec<u8> {
+    let request = ImageRequest {
+        seed: Some(7),
+        steps: Some(2),
+        ..ImageRequest::new("a red square")
+    };
+    let direct = pipeline
+        .generate(&request, &mut no_progress())
+        .expect("generation");
+    direct.images[0].pixels.clone()
+}
+
 fn base64_field(value: &Value) -> Vec<u8> {
     use base64::Engine as _;
     let text = value
@@ -884,15 +898,8 @@ fn openai_image_generation_and_oip_images_equal_in_process_pixels() {
     let pipeline = rt
         .block_on(server.manager.get_model::<Arc<dyn TextToImage>>("tiny-sd"))
         .expect("tiny-sd");
-    let request = ImageRequest {
-        seed: Some(7),
-        steps: Some(2),
-        ..ImageRequest::new("a red square")
-    };
-    let direct = pipeline
-        .generate(&request, &mut no_progress())
-        .expect("generation");
-    assert_eq!(image.pixels, direct.images[0].pixels);
+    let direct = red_square(pipeline.as_ref());
+    assert_eq!(image.pixels, direct);
 
     let reply = client.post(
         "/v2/models/tiny-sd/infer",
@@ -911,7 +918,7 @@ fn openai_image_generation_and_oip_images_equal_in_process_pixels() {
         .iter()
         .map(|v| v.as_u64().expect("a byte") as u8)
         .collect();
-    assert_eq!(pixels, direct.images[0].pixels);
+    assert_eq!(pixels, direct);
     assert_eq!(body["outputs"][1]["data"], json!([7]));
 
     let reply = client.post(
@@ -1074,15 +1081,7 @@ fn tritonclient_and_openai_from_pypi_see_the_in_process_results() {
     let pipeline = rt
         .block_on(server.manager.get_model::<Arc<dyn TextToImage>>("tiny-sd"))
         .expect("tiny-sd is loaded");
-    let request = ImageRequest {
-        seed: Some(7),
-        steps: Some(2),
-        ..ImageRequest::new("a red square")
-    };
-    let direct = pipeline
-        .generate(&request, &mut no_progress())
-        .expect("generation");
-    assert_eq!(image.pixels, direct.images[0].pixels);
+    assert_eq!(image.pixels, red_square(pipeline.as_ref()));
 }
 
 #[test]
